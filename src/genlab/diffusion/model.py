@@ -1,0 +1,104 @@
+"""`Diffusion`: every diffusion-type model (DDPM, DDIM, score SDEs, EDM, flow matching) as one
+`GenerativeModel` over (network, path, parameterization, noise distribution, weighting)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from genlab.diffusion.denoiser import Denoiser
+from genlab.diffusion.objectives import DenoisingLoss
+from genlab.diffusion.presets import Component, build_objective, get_preset
+from genlab.diffusion.sample import sample as sample_with_budget
+from genlab.protocol import GenerativeModel
+
+
+class Diffusion(GenerativeModel):
+    """A denoising model: `loss` is the denoising objective, `sample` integrates the
+    probability-flow ODE (or an SDE) with any genlab sampler on the canonical denoiser.
+
+    The network maps (x (B, *data_shape), time (B,), cond) to an output of the data's shape;
+    what that output means is the parameterization's business.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        objective: DenoisingLoss,
+        data_shape: tuple[int, ...],
+        *,
+        sampler: str = "heun",
+        nfe: int = 35,
+        schedule: str = "karras",
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.objective = objective
+        self.data_shape = tuple(data_shape)
+        self.sampler, self.nfe, self.schedule = sampler, nfe, schedule
+        self.sigma_min = objective.path.sigma_min if sigma_min is None else sigma_min
+        self.sigma_max = objective.path.sigma_max if sigma_max is None else sigma_max
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str,
+        net: nn.Module,
+        data_shape: tuple[int, ...],
+        *,
+        path: Component | None = None,
+        parameterization: Component | None = None,
+        noise: Component | None = None,
+        weighting: Component | None = None,
+    ) -> Diffusion:
+        """A model of a named preset (`ddpm`, `ddim`, `edm`, `vp-sde`, `ve-sde`,
+        `flow-matching`, `rectified-flow`), any piece replaceable."""
+        p = get_preset(preset)
+        objective = build_objective(
+            preset, path=path, parameterization=parameterization, noise=noise, weighting=weighting
+        )
+        return cls(net, objective, data_shape, sampler=p.sampler, nfe=p.nfe, schedule=p.schedule)
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """The canonical D(x, sigma, cond) of this model (built on demand; holds no weights)."""
+        return Denoiser(
+            self.net,
+            self.objective.path,
+            self.objective.parameterization,
+            sigma_min=self.sigma_min,
+            sigma_max=self.sigma_max,
+        )
+
+    def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        return self.objective(self.net, x, cond)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        cond: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        nfe: int | None = None,
+        schedule: str | None = None,
+        callback: Callable[[dict], None] | None = None,
+    ) -> Tensor:
+        """n samples with the model's default sampler, NFE budget and grid unless given."""
+        device = next(self.net.parameters()).device
+        noise = torch.randn((n, *self.data_shape), generator=generator, device=device)
+        return sample_with_budget(
+            self.denoiser,
+            noise,
+            sampler=sampler or self.sampler,
+            nfe=nfe or self.nfe,
+            schedule=schedule or self.schedule,
+            cond=cond,
+            generator=generator,
+            callback=callback,
+        )

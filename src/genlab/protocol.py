@@ -1,0 +1,21 @@
+"""The one protocol every model family implements (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor, nn
+
+
+class GenerativeModel(nn.Module, ABC):
+    """loss -> per-example values (B,); sample -> n draws. Families whose likelihood is
+    defined also implement `log_prob(x, cond=None) -> Tensor` in nats per example."""
+
+    @abstractmethod
+    def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Per-example training loss, shape (B,)."""
+
+    @abstractmethod
+    def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None) -> Tensor:
+        """n samples, shape (n, *data_shape)."""
