@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from genlab.diffusion import likelihood
 from genlab.diffusion.denoiser import Denoiser
 from genlab.diffusion.objectives import DenoisingLoss
 from genlab.diffusion.presets import Component, build_objective, get_preset
@@ -102,3 +103,30 @@ class Diffusion(GenerativeModel):
             generator=generator,
             callback=callback,
         )
+
+    def log_prob(
+        self,
+        x: Tensor,
+        cond: Tensor | None = None,
+        *,
+        trace: str = "exact",
+        n_probes: int = 1,
+        probe: str = "rademacher",
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        rtol: float = 1e-5,
+        atol: float = 1e-5,
+        method: str = "dopri5",
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """log p(x) in nats per example (B,) by the probability-flow ODE (Song et al. 2021,
+        Appendix D.2) over the model's sigma range unless given; see
+        `genlab.diffusion.likelihood.log_prob` for the approximations (x is taken as the state
+        at sigma_min; the prior is N(0, sigma_max^2 I))."""
+        return likelihood.log_prob(
+            self.denoiser, x,
+            sigma_min=self.sigma_min if sigma_min is None else sigma_min,
+            sigma_max=self.sigma_max if sigma_max is None else sigma_max,
+            cond=cond, trace=trace, n_probes=n_probes, probe=probe, rtol=rtol, atol=atol,
+            method=method, generator=generator,
+        )  # fmt: skip
