@@ -13,7 +13,8 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     [cos(t w_i), sin(t w_i)] with w_i geometric from 1 down to 1 / max_period. t: (B,) -> (B, dim)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None, :]  # (B, half)
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
+    args = t.to(dtype)[:, None] * freqs.to(dtype)[None, :]  # (B, half)
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.nn.functional.pad(emb, (0, 1))
