@@ -17,5 +17,7 @@ class GenerativeModel(nn.Module, ABC):
         """Per-example training loss, shape (B,)."""
 
     @abstractmethod
-    def sample(self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample(
+        self, n: int, cond: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """n samples, shape (n, *data_shape)."""

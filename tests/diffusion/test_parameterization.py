@@ -94,7 +94,9 @@ def test_oracle_network_gives_exact_denoiser(path: Path, param: Parameterization
     gmm = GaussianMixture.ring(k=8, radius=4.0, std=0.3, dim=2)
     g = torch.Generator().manual_seed(1)
     sigma = torch.logspace(-1.5, 1.5, 32, dtype=torch.float64)
-    x = gmm.sample(32, generator=g).double() + sigma[:, None] * torch.randn(32, 2, generator=g, dtype=torch.float64)
+    x = gmm.sample(32, generator=g).double() + sigma[:, None] * torch.randn(
+        32, 2, generator=g, dtype=torch.float64
+    )
     den = Denoiser(OracleNet(gmm, path, param), path, param)
     torch.testing.assert_close(den(x, sigma), gmm.denoiser(x, sigma), rtol=1e-6, atol=1e-6)
 

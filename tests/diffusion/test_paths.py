@@ -25,7 +25,9 @@ def test_inverse_round_trip(path: Path) -> None:
     s = path.noise_level(t)
     assert torch.all(s[1:] > s[:-1]), "noise level must increase with t"
     torch.testing.assert_close(path.t_from_noise(s), t, rtol=1e-10, atol=1e-10 * path.t_max)
-    s2 = torch.logspace(math.log10(path.sigma_min), math.log10(path.sigma_max), 50, dtype=torch.float64)
+    s2 = torch.logspace(
+        math.log10(path.sigma_min), math.log10(path.sigma_max), 50, dtype=torch.float64
+    )
     torch.testing.assert_close(path.noise_level(path.t_from_noise(s2)), s2, rtol=1e-9, atol=0)
 
 

@@ -66,7 +66,7 @@ class UniformK(NoiseDistribution):
 
 
 class LogNormal(NoiseDistribution):
-    """ln s ~ N(p_mean, p_std^2) (Karras et al. 2022, sec. 5), mapped to t and clipped to the path."""
+    """ln s ~ N(p_mean, p_std^2) (Karras et al. 2022, sec. 5), mapped to t, clipped to the path."""
 
     name = "lognormal"
 
@@ -79,7 +79,7 @@ class LogNormal(NoiseDistribution):
 
 
 class LogitNormal(NoiseDistribution):
-    """t = sigmoid(u), u ~ N(mean, std^2), rescaled to the path's range (Esser et al. 2024, sec. 3.1)."""
+    """t = sigmoid(u), u ~ N(mean, std^2), rescaled to the path's range (Esser et al. 2024, 3.1)."""
 
     name = "logit_normal"
 
@@ -181,7 +181,10 @@ class DenoisingLoss:
         t = self.noise.sample_t(x0.shape[0], self.path, generator=generator).to(x0.device)
         c = self.path.coefs(t)  # float64 coefficients, (B,)
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        x_t = append_dims(c.alpha, x0.ndim).to(x0.dtype) * x0 + append_dims(c.sigma, x0.ndim).to(x0.dtype) * eps
+        x_t = (
+            append_dims(c.alpha, x0.ndim).to(x0.dtype) * x0
+            + append_dims(c.sigma, x0.ndim).to(x0.dtype) * eps
+        )
         net_x, net_t = self.parameterization.net_inputs(x_t, c, self.path)
         out = net(net_x, net_t.to(x0.dtype), cond)  # (B, ...)
         target = self.parameterization.target(x0, eps, c)

@@ -76,12 +76,16 @@ class Path(ABC):
 
     def config(self) -> dict[str, object]:
         """The constructor arguments, for saving and rebuilding the path by name."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__ if self.__dataclass_fields__[k].init}  # type: ignore[attr-defined]
+        return {
+            k: getattr(self, k)
+            for k in self.__dataclass_fields__
+            if self.__dataclass_fields__[k].init
+        }  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class LinearPath(Path):
-    """Flow matching / rectified flow: alpha = 1 - t, sigma = t (Lipman et al. 2023; Liu et al. 2023).
+    """Flow matching / rectified flow: alpha = 1 - t, sigma = t (Lipman et al. 2023; Liu et al.).
 
     s = t / (1 - t) is infinite at t = 1, so sampling starts from a large finite noise level.
     """
@@ -166,7 +170,7 @@ class VPPath(Path):
         return torch.sqrt(torch.expm1(-2.0 * self._log_alpha(t)))
 
     def t_from_noise(self, s: Tensor) -> Tensor:
-        # -2 log alpha = log(1 + s^2) = (b1 - b0) t^2 / 2 + b0 t: the positive root, cancellation-free.
+        # -2 log alpha = log(1 + s^2) = (b1 - b0) t^2 / 2 + b0 t: positive root, no cancellation.
         big_l = torch.log1p(s**2)
         db = self.beta_max - self.beta_min
         return 2.0 * big_l / (self.beta_min + torch.sqrt(self.beta_min**2 + 2.0 * db * big_l))
@@ -225,7 +229,7 @@ class EDMPath(Path):
 def ddpm_alphas_cumprod(schedule: str, num_steps: int) -> Tensor:
     """abar_k for k = 0..K-1 in float64: Ho et al. (2020) linear betas 1e-4..0.02, Stable
     Diffusion's scaled_linear (betas linear in sqrt between 0.00085 and 0.012), or the
-    cosine schedule of Nichol & Dhariwal (2021, eq. 17) with offset 0.008, betas clipped at 0.999."""
+    cosine schedule of Nichol & Dhariwal (2021, eq. 17), offset 0.008, betas clipped at 0.999."""
     k = num_steps
     if schedule == "linear":
         betas = torch.linspace(1e-4, 0.02, k, dtype=torch.float64)
@@ -236,7 +240,9 @@ def ddpm_alphas_cumprod(schedule: str, num_steps: int) -> Tensor:
         f = torch.cos((steps + 0.008) / 1.008 * math.pi / 2) ** 2
         betas = torch.clamp(1.0 - f[1:] / f[:-1], max=0.999)
     else:
-        raise ValueError(f"unknown ddpm schedule {schedule!r}; allowed: linear, scaled_linear, cosine")
+        raise ValueError(
+            f"unknown ddpm schedule {schedule!r}; allowed: linear, scaled_linear, cosine"
+        )
     return torch.cumprod(1.0 - betas, dim=0)
 
 

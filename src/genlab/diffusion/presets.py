@@ -35,29 +35,48 @@ class Preset:
 
 
 _DDPM = Preset(
-    Component("ddpm", {"schedule": "linear"}), Component("eps"), Component("uniform_k"),
-    Component("uniform"), sampler="dpmpp_2m", nfe=20,
+    Component("ddpm", {"schedule": "linear"}),
+    Component("eps"),
+    Component("uniform_k"),
+    Component("uniform"),
+    sampler="dpmpp_2m",
+    nfe=20,
 )
 PRESETS: dict[str, Preset] = {
     # Ho et al. (2020): discrete linear betas, eps-prediction, L_simple.
     "ddpm": _DDPM,
     # Song, Meng & Ermon (2021): the same training; deterministic DDIM sampling.
-    "ddim": Preset(_DDPM.path, _DDPM.parameterization, _DDPM.noise, _DDPM.weighting, sampler="ddim", nfe=20),
+    "ddim": Preset(
+        _DDPM.path, _DDPM.parameterization, _DDPM.noise, _DDPM.weighting, sampler="ddim", nfe=20
+    ),
     # Karras et al. (2022): preconditioning, log-normal sigma, EDM weighting, Heun.
     "edm": Preset(
-        Component("edm"), Component("edm", {"sigma_data": 0.5}), Component("lognormal"),
-        Component("edm", {"sigma_data": 0.5}), sampler="heun", nfe=35,
+        Component("edm"),
+        Component("edm", {"sigma_data": 0.5}),
+        Component("lognormal"),
+        Component("edm", {"sigma_data": 0.5}),
+        sampler="heun",
+        nfe=35,
     ),
-    # Song et al. (2021) VP SDE: continuous linear beta, eps-prediction (= score with lambda = sigma^2).
-    "vp-sde": Preset(Component("vp"), Component("eps"), Component("uniform_t"), Component("uniform")),
+    # Song et al. (2021) VP SDE: linear beta, eps-prediction (= score with lambda = sigma^2).
+    "vp-sde": Preset(
+        Component("vp"), Component("eps"), Component("uniform_t"), Component("uniform")
+    ),
     # Song et al. (2021) VE SDE / SMLD: noise-conditional score net, output scaled by 1/sigma
     # (Song & Ermon 2020), i.e. eps-prediction, which equals score matching with lambda = sigma^2.
-    "ve-sde": Preset(Component("ve"), Component("eps"), Component("uniform_t"), Component("uniform")),
+    "ve-sde": Preset(
+        Component("ve"), Component("eps"), Component("uniform_t"), Component("uniform")
+    ),
     # Lipman et al. (2023): linear path, velocity target, uniform t.
-    "flow-matching": Preset(Component("linear"), Component("velocity"), Component("uniform_t"), Component("uniform")),
+    "flow-matching": Preset(
+        Component("linear"), Component("velocity"), Component("uniform_t"), Component("uniform")
+    ),
     # Liu et al. (2023) with SD3's logit-normal times (Esser et al. 2024).
     "rectified-flow": Preset(
-        Component("linear"), Component("velocity"), Component("logit_normal"), Component("uniform"),
+        Component("linear"),
+        Component("velocity"),
+        Component("logit_normal"),
+        Component("uniform"),
     ),
 }
 
@@ -89,7 +108,9 @@ def build_objective(
     p = get_preset(preset)
     return DenoisingLoss(
         path=_build(PATHS, "path", path or p.path),  # type: ignore[arg-type]
-        parameterization=_build(PARAMETERIZATIONS, "parameterization", parameterization or p.parameterization),  # type: ignore[arg-type]
+        parameterization=_build(
+            PARAMETERIZATIONS, "parameterization", parameterization or p.parameterization
+        ),  # type: ignore[arg-type]
         noise=_build(NOISE_DISTRIBUTIONS, "noise distribution", noise or p.noise),  # type: ignore[arg-type]
         weighting=_build(WEIGHTINGS, "weighting", weighting or p.weighting),  # type: ignore[arg-type]
     )

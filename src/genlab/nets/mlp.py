@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Transformer-style features of a scalar (Vaswani et al. 2017; Ho et al. 2020):
-    [cos(t w_i), sin(t w_i)] with w_i geometric from 1 down to 1 / max_period. t: (B,) -> (B, dim)."""
+    [cos(t w_i), sin(t w_i)], w_i geometric from 1 down to 1 / max_period. t: (B,) -> (B, dim)."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
     dtype = torch.float64 if t.dtype == torch.float64 else torch.float32
@@ -38,7 +38,9 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.dim, self.time_dim = dim, time_dim
-        self.time_mlp = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.time_mlp = nn.Sequential(
+            nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
+        )
         self.inp = nn.Linear(dim, hidden)
         self.label = nn.Embedding(num_classes + 1, hidden) if num_classes else None
         blocks: list[nn.Module] = []
@@ -47,7 +49,9 @@ class MLP(nn.Module):
         self.body = nn.Sequential(*blocks, nn.SiLU(), nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        h = self.inp(x) + self.time_mlp(sinusoidal_embedding(t, self.time_dim).to(x.dtype))  # (B, hidden)
+        h = self.inp(x) + self.time_mlp(
+            sinusoidal_embedding(t, self.time_dim).to(x.dtype)
+        )  # (B, hidden)
         if self.label is not None and cond is not None:
             h = h + self.label(cond.long())
         return self.body(h)
