@@ -35,8 +35,13 @@ class Diffusion(GenerativeModel):
         schedule: str = "karras",
         sigma_min: float | None = None,
         sigma_max: float | None = None,
+        label_dropout: float = 0.0,
+        null_label: int | None = None,
     ) -> None:
         super().__init__()
+        if label_dropout > 0 and null_label is None:
+            raise ValueError("label_dropout needs null_label (the class index meaning 'no class')")
+        self.label_dropout, self.null_label = label_dropout, null_label
         self.net = net
         self.objective = objective
         self.data_shape = tuple(data_shape)
@@ -55,6 +60,8 @@ class Diffusion(GenerativeModel):
         parameterization: Component | None = None,
         noise: Component | None = None,
         weighting: Component | None = None,
+        label_dropout: float = 0.0,
+        null_label: int | None = None,
     ) -> Diffusion:
         """A model of a named preset (`ddpm`, `ddim`, `edm`, `vp-sde`, `ve-sde`,
         `flow-matching`, `rectified-flow`), any piece replaceable."""
@@ -62,7 +69,16 @@ class Diffusion(GenerativeModel):
         objective = build_objective(
             preset, path=path, parameterization=parameterization, noise=noise, weighting=weighting
         )
-        return cls(net, objective, data_shape, sampler=p.sampler, nfe=p.nfe, schedule=p.schedule)
+        return cls(
+            net,
+            objective,
+            data_shape,
+            sampler=p.sampler,
+            nfe=p.nfe,
+            schedule=p.schedule,
+            label_dropout=label_dropout,
+            null_label=null_label,
+        )
 
     @property
     def denoiser(self) -> Denoiser:
@@ -76,6 +92,12 @@ class Diffusion(GenerativeModel):
         )
 
     def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Per-example denoising loss. In training mode, class labels are replaced by the null
+        label with probability `label_dropout`, so one network learns the conditional and
+        the unconditional model (Ho & Salimans 2022, Alg. 1)."""
+        if cond is not None and self.training and self.label_dropout > 0:
+            drop = torch.rand(cond.shape[0], device=cond.device) < self.label_dropout
+            cond = torch.where(drop, torch.full_like(cond, self.null_label), cond)  # type: ignore[arg-type]
         return self.objective(self.net, x, cond)
 
     @torch.no_grad()
