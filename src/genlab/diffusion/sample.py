@@ -1,0 +1,211 @@
+"""Sampling with a budget of network evaluations (NFE), and the sampler name table.
+
+Budgets are stated in denoiser calls, never in steps (DESIGN.md section 2):
+:func:`sample` picks the largest grid whose sampler makes at most ``nfe`` calls and
+wraps the denoiser in a counter that raises :class:`NFEBudgetExceeded` rather than
+exceed the budget (adaptive solvers such as ``rk45`` cannot overrun it silently).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from genlab.diffusion import multistep, samplers, schedules, stochastic
+from genlab.errors import GenlabError
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """A sampler with its cost: an n-step grid costs (n - 1) * per_step + last calls.
+
+    ``inner`` is the sampler's inner-loop knob (``n_corrector`` or ``n_steps_each``),
+    whose value enters the per-step cost as ``per_step(inner)``.
+    """
+
+    fn: Callable[..., Tensor]
+    stochastic: bool
+    per_step: Callable[[int], int]
+    last: Callable[[int], int]
+    inner: str | None = None
+    adaptive: bool = False
+
+    def calls(self, n: int, inner: int = 1) -> int:
+        """Denoiser calls of this sampler on an n-step grid (for ``rk45``: a lower bound)."""
+        return (n - 1) * self.per_step(inner) + self.last(inner)
+
+    def steps_for(self, nfe: int, inner: int = 1) -> int:
+        """The largest number of grid steps whose cost is at most ``nfe`` (0 if none)."""
+        n = 0
+        while self.calls(n + 1, inner) <= nfe and n < 100_000:
+            n += 1
+        return n
+
+
+def _one(_: int) -> int:
+    return 1
+
+
+def _two(_: int) -> int:
+    return 2
+
+
+SAMPLERS: dict[str, SamplerInfo] = {
+    "euler": SamplerInfo(samplers.euler, False, _one, _one),
+    "heun": SamplerInfo(samplers.heun, False, _two, _one),
+    "ddim": SamplerInfo(samplers.ddim, False, _one, _one),  # stochastic when eta > 0
+    "dpmpp_2m": SamplerInfo(multistep.dpmpp_2m, False, _one, _one),
+    "dpmpp_3m": SamplerInfo(multistep.dpmpp_3m, False, _one, _one),
+    "unipc": SamplerInfo(multistep.unipc, False, _one, _one),
+    "rk45": SamplerInfo(samplers.rk45, False, _one, _one, adaptive=True),
+    "ddpm": SamplerInfo(stochastic.ddpm, True, _one, _one),
+    "euler_ancestral": SamplerInfo(stochastic.euler_ancestral, True, _one, _one),
+    "edm_stochastic": SamplerInfo(stochastic.edm_stochastic, True, _two, _one),
+    "sde_euler_maruyama": SamplerInfo(stochastic.sde_euler_maruyama, True, _one, _one),
+    "predictor_corrector": SamplerInfo(
+        stochastic.predictor_corrector, True, lambda m: 1 + m, _one, inner="n_corrector"
+    ),
+    "langevin": SamplerInfo(
+        stochastic.langevin, True, lambda t: t, lambda t: t + 1, inner="n_steps_each"
+    ),
+}
+
+
+class NFEBudgetExceeded(GenlabError):
+    """A sampler asked for more denoiser calls than the budget allows."""
+
+
+class CountingDenoiser:
+    """Wraps a denoiser, counts its calls and raises before the call that would exceed ``nfe``."""
+
+    def __init__(self, denoiser: Callable[..., Tensor], nfe: int, sampler: str = "") -> None:
+        self.denoiser, self.nfe, self.sampler, self.calls = denoiser, nfe, sampler, 0
+
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Any = None) -> Tensor:
+        if self.calls >= self.nfe:
+            raise NFEBudgetExceeded(
+                f"sampler {self.sampler!r} needs more than nfe={self.nfe} denoiser calls "
+                "(adaptive solvers choose their own steps: raise nfe or loosen rtol/atol)"
+            )
+        self.calls += 1
+        return self.denoiser(x, sigma, cond)
+
+
+def _names(table: dict[str, Any]) -> str:
+    return ", ".join(sorted(table))
+
+
+def _options(fn: Callable[..., Tensor], options: dict[str, Any]) -> dict[str, Any]:
+    """Validate sampler knobs against the sampler's keyword-only parameters."""
+    params = inspect.signature(fn).parameters
+    allowed = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY} - {
+        "cond", "generator", "callback"
+    }
+    bad = sorted(set(options) - allowed)
+    if bad:
+        raise ValueError(
+            f"{fn.__name__} has no option {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}"
+        )
+    return options
+
+
+def make_grid(
+    schedule: str | Tensor,
+    n: int,
+    sigma_min: float,
+    sigma_max: float,
+    *,
+    rho: float = 7.0,
+    path: object | None = None,
+    spacing: str = "linspace",
+) -> Tensor:
+    """An n-step grid by name (see ``schedules.GRIDS``), or ``schedule`` itself if a tensor."""
+    if isinstance(schedule, Tensor):
+        schedules.check_grid(schedule)
+        return schedule.to(torch.float64)
+    if schedule == "karras":
+        return schedules.karras(n, sigma_min, sigma_max, rho)
+    if schedule == "loglinear":
+        return schedules.loglinear(n, sigma_min, sigma_max)
+    if schedule == "uniform_t":
+        if path is None:
+            raise ValueError("schedule 'uniform_t' needs a path (pass path=...)")
+        return schedules.uniform_t(
+            path, n, spacing=spacing, sigma_min=sigma_min, sigma_max=sigma_max
+        )
+    raise ValueError(f"unknown schedule {schedule!r}; allowed: {_names(schedules.GRIDS)}")
+
+
+def sample(
+    denoiser: Callable[..., Tensor],
+    noise: Tensor,
+    *,
+    sampler: str = "heun",
+    nfe: int = 10,
+    schedule: str | Tensor = "karras",
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    rho: float = 7.0,
+    path: object | None = None,
+    spacing: str = "linspace",
+    options: dict[str, Any] | None = None,
+    cond: Any = None,
+    generator: torch.Generator | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    return_trajectory: bool = False,
+) -> Tensor | tuple[Tensor, list[Tensor]]:
+    """Sample with at most ``nfe`` denoiser calls.
+
+    ``noise`` is standard normal; it is scaled by the grid's first level. The grid has the
+    most steps the sampler can afford (heun: (nfe + 1) // 2 steps). ``schedule`` is a grid
+    name (``karras``, ``loglinear``, ``uniform_t`` with ``path``/``spacing``) or an explicit
+    grid (the budget is then only checked). ``sigma_min``/``sigma_max`` default to the
+    denoiser's attributes of those names. ``options`` are the sampler's own keyword knobs
+    (e.g. ``{"eta": 1.0}`` for ddim, ``{"order": 2}`` for unipc); a wrong name is an error.
+    With ``return_trajectory`` the states before every step and the result are returned too.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; allowed: {_names(SAMPLERS)}")
+    if isinstance(schedule, str) and schedule not in schedules.GRIDS:
+        raise ValueError(f"unknown schedule {schedule!r}; allowed: {_names(schedules.GRIDS)}")
+    if nfe < 1:
+        raise ValueError(f"nfe must be >= 1, got {nfe}")
+    info = SAMPLERS[sampler]
+    opts = _options(info.fn, dict(options or {}))
+    inner = 1
+    if info.inner:
+        default = inspect.signature(info.fn).parameters[info.inner].default
+        inner = int(opts.get(info.inner, default))
+    s_min = sigma_min if sigma_min is not None else getattr(denoiser, "sigma_min", None)
+    s_max = sigma_max if sigma_max is not None else getattr(denoiser, "sigma_max", None)
+    if s_min is None or s_max is None:
+        raise ValueError("pass sigma_min and sigma_max (the denoiser has no such attributes)")
+    if isinstance(schedule, Tensor):
+        n = len(schedule) - 1
+    else:
+        n = 2 if info.adaptive else info.steps_for(nfe, inner)
+        if n < 1:
+            raise ValueError(
+                f"nfe={nfe} is too small for {sampler!r} (one step costs {info.calls(1, inner)})"
+            )
+    sigmas = make_grid(schedule, n, float(s_min), float(s_max), rho=rho, path=path, spacing=spacing)
+    counted = CountingDenoiser(denoiser, nfe, sampler)
+    trajectory: list[Tensor] = []
+
+    def record(info_: dict[str, Any]) -> None:
+        if return_trajectory:
+            trajectory.append(info_["x"])
+        if callback is not None:
+            callback(info_)
+
+    cb = record if (return_trajectory or callback is not None) else None
+    x = noise * float(sigmas[0])
+    x = info.fn(counted, x, sigmas, cond=cond, generator=generator, callback=cb, **opts)
+    if return_trajectory:
+        return x, trajectory + [x]
+    return x

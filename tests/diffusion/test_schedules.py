@@ -1,0 +1,118 @@
+"""Grids: monotone, float64, exact endpoints, ending in 0; DDIM timesteps; uniform_t inverts
+the path's noise level; fitted grids improve on their starting grid."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from genlab.diffusion import schedules
+from genlab.diffusion.paths import PATHS, DDPMPath
+
+
+def _check(sig: torch.Tensor, n: int) -> None:
+    assert sig.dtype == torch.float64 and sig.shape == (n + 1,)
+    assert float(sig[-1]) == 0.0
+    assert bool((sig[1:] < sig[:-1]).all())
+    schedules.check_grid(sig)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 33])
+@pytest.mark.parametrize("fn", [schedules.karras, schedules.loglinear])
+def test_sigma_grids(fn: object, n: int) -> None:
+    sig = fn(n, 0.002, 80.0)  # type: ignore[operator]
+    _check(sig, n)
+    assert float(sig[0]) == 80.0
+    if n > 1:
+        assert float(sig[-2]) == 0.002
+
+
+def test_karras_formula_and_loglinear_spacing() -> None:
+    sig = schedules.karras(10, 0.002, 80.0, rho=7.0)
+    i = torch.arange(10, dtype=torch.float64)
+    expected = (80.0 ** (1 / 7) + i / 9 * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
+    torch.testing.assert_close(sig[:-1], expected, rtol=1e-13, atol=0)
+    gaps = torch.diff(torch.log(schedules.loglinear(10, 0.01, 10.0)[:-1]))
+    torch.testing.assert_close(gaps, torch.full_like(gaps, math.log(1e-3) / 9))
+    torch.testing.assert_close(schedules.karras(7, 0.5, 3.0, rho=1.0)[:-1],
+                               torch.linspace(3.0, 0.5, 7, dtype=torch.float64))
+
+
+def test_ddim_timesteps() -> None:
+    assert schedules.ddim_timesteps(1000, 10, "leading").tolist() == list(range(900, -1, -100))
+    assert schedules.ddim_timesteps(1000, 10, "trailing").tolist() == list(range(999, 0, -100))
+    lin = schedules.ddim_timesteps(1000, 10, "linspace").tolist()
+    assert lin[0] == 999 and lin[-1] == 0 and lin == sorted(lin, reverse=True)
+    assert schedules.ddim_timesteps(1000, 3, "trailing").tolist() == [999, 666, 332]
+    with pytest.raises(ValueError, match="allowed"):
+        schedules.ddim_timesteps(1000, 10, "middle")
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_uniform_t_on_ddpm_path(spacing: str) -> None:
+    path = DDPMPath(schedule="scaled_linear")
+    sig = schedules.uniform_t(path, 10, spacing=spacing)
+    _check(sig, 10)
+    ts = schedules.ddim_timesteps(1000, 10, spacing)
+    torch.testing.assert_close(sig[:-1], path.noise_levels[ts])
+    torch.testing.assert_close(path.t_from_noise(sig[:-1]), ts.double(), rtol=0, atol=1e-8)
+    if spacing != "leading":
+        assert float(sig[0]) == pytest.approx(14.6146, abs=1e-4)  # the SD sigma_max
+
+
+@pytest.mark.parametrize("name", sorted(PATHS))
+def test_uniform_t_is_uniform_in_t(name: str) -> None:
+    path = PATHS[name]()
+    sig = schedules.uniform_t(path, 12)
+    _check(sig, 12)
+    assert float(sig[0]) == pytest.approx(path.sigma_max, rel=1e-9)
+    assert float(sig[-2]) == pytest.approx(path.sigma_min, rel=1e-9)
+    if name != "ddpm":  # ddpm: integer timesteps, checked above
+        t = path.t_from_noise(sig[:-1])
+        gaps = torch.diff(t)
+        torch.testing.assert_close(gaps, torch.full_like(gaps, float(gaps.mean())), rtol=1e-7,
+                                   atol=1e-9)
+    for spacing in ("leading", "trailing"):
+        _check(schedules.uniform_t(path, 12, spacing=spacing), 12)
+
+
+def test_bad_grids_raise() -> None:
+    with pytest.raises(ValueError):
+        schedules.karras(0, 0.1, 1.0)
+    with pytest.raises(ValueError):
+        schedules.loglinear(4, 2.0, 1.0)
+    with pytest.raises(ValueError):
+        schedules.check_grid(torch.tensor([3.0, 1.0, 2.0, 0.0], dtype=torch.float64))
+    with pytest.raises(ValueError):
+        schedules.check_grid(torch.tensor([3.0, 1.0], dtype=torch.float64))
+
+
+def test_grid_table() -> None:
+    assert {"karras", "loglinear", "uniform_t"} <= set(schedules.GRIDS)
+    for fn in schedules.GRIDS.values():
+        assert callable(fn) and fn.__doc__
+
+
+def test_fitted_grid_beats_its_start_on_fresh_noise() -> None:
+    """A grid fitted on a pilot batch keeps the endpoints and lowers the error on other noise."""
+    from genlab.data.gmm import GaussianMixture
+    from genlab.diffusion.grid_search import fit_grid, pilot_reference, warped_karras
+    from genlab.diffusion.multistep import dpmpp_2m
+
+    g = GaussianMixture.ring()
+    gen = torch.Generator().manual_seed(0)
+    pilot = 80.0 * torch.randn(64, 2, dtype=torch.float64, generator=gen)
+    grid = fit_grid(g, dpmpp_2m, 6, 0.002, 80.0, pilot, max_evals=40)
+    _check(grid, 6)
+    assert float(grid[0]) == 80.0 and float(grid[-2]) == 0.002
+    test = 80.0 * torch.randn(256, 2, dtype=torch.float64, generator=gen)
+    ref = pilot_reference(g, test, 80.0, 0.002)
+
+    def err(sig: torch.Tensor) -> float:
+        return float((dpmpp_2m(g, test, sig) - ref).pow(2).mean().sqrt())
+
+    assert err(grid) < err(schedules.karras(6, 0.002, 80.0))
+    torch.testing.assert_close(warped_karras(6, 0.002, 80.0, 7.0, [0.0, 0.0]),
+                               schedules.karras(6, 0.002, 80.0))
