@@ -1,0 +1,252 @@
+"""The `genlab` command line: train, sample, eval, demo, bench.
+
+Bad input never shows a traceback: every `GenlabError` (and TOML, validation and OS errors
+on user files) is printed as one line on stderr and the exit status is 2; a diverged
+training run exits with 1, Ctrl-C with 130.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import pydantic
+import torch
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from genlab.config import RunConfig, format_validation_error, load_config, tomllib
+from genlab.errors import ConfigError, GenlabError, TrainingDiverged
+from genlab.runs import (
+    SampleSpec,
+    draw,
+    evaluate,
+    genlab_version,
+    load_run,
+    make_data,
+    resolve,
+    train_run,
+)
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="genlab: deep generative models with one set of interfaces.",
+)  # fmt: skip
+bench_app = typer.Typer(no_args_is_help=True, help="Reproducible benchmark tables.")
+app.add_typer(bench_app, name="bench")
+console = Console(width=None if sys.stdout.isatty() else 160)  # tables unclipped in logs
+
+SAMPLE_SUFFIXES = (".npy", ".png")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"genlab {genlab_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """genlab: deep generative models with one set of interfaces."""
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="A TOML run config, e.g. configs/moons-fm.toml.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key: --set train.steps=100.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run directory (default runs/<config stem>).")
+    ] = None,
+) -> None:
+    """Train a model from a TOML config into a run directory."""
+    cfg = load_config(config, set_ or [])
+    run_dir = out if out is not None else Path("runs") / config.stem
+    result, _ = train_run(cfg, run_dir, resume=resume)
+    loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
+    console.print(
+        f"trained {result.steps} steps (final loss {loss}, {result.elapsed:.1f} s); "
+        f"checkpoint {result.checkpoint}"
+    )
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+def _spec(cfg: RunConfig, sampler: str | None, nfe: int | None, schedule: str | None) -> SampleSpec:
+    """Flags first, then the run's [sample] section, then the preset's defaults."""
+    s = cfg.sample
+    return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule)
+
+
+SamplerOpt = Annotated[str | None, typer.Option("--sampler", help="Sampler name (run default).")]
+NfeOpt = Annotated[int | None, typer.Option("--nfe", min=1, help="Network evaluations.")]
+ScheduleOpt = Annotated[str | None, typer.Option("--schedule", help="Noise-level grid name.")]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", min=0, help="Seed of the sampling noise (run default).")
+]
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .npy (points) or .png.")],
+    sampler: SamplerOpt = None,
+    nfe: NfeOpt = None,
+    n: Annotated[int | None, typer.Option("-n", "--n", min=1, help="Number of samples.")] = None,
+    schedule: ScheduleOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Draw samples from a trained run; write them as .npy or a .png scatter over test data."""
+    if out.suffix.lower() not in SAMPLE_SUFFIXES:
+        raise ConfigError(f"--out {out}: unsupported suffix (use {' or '.join(SAMPLE_SUFFIXES)})")
+    run = load_run(run_dir)
+    count = n or run.config.sample.n
+    seed = run.config.sample.seed if seed is None else seed
+    x, _ = draw(run.model, count, _spec(run.config, sampler, nfe, schedule), seed=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npy":
+        np.save(out, x.numpy())
+    else:
+        _scatter(run.config, x, out)
+    console.print(f"wrote {count} samples to {out}")
+
+
+def _scatter(cfg: RunConfig, x: torch.Tensor, out: Path) -> None:
+    from genlab.viz import plot_samples
+
+    if x.shape[1] < 2:
+        raise ConfigError(f"--out {out}: a scatter needs D >= 2 (got {x.shape[1]}); use .npy")
+    plot_samples(x, make_data(cfg.data).test, out, title=f"{cfg.model.preset} samples")
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4g}")
+    return table
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
+    sampler: SamplerOpt = None,
+    nfe: NfeOpt = None,
+    n: Annotated[
+        int | None, typer.Option("-n", "--n", min=2, help="Samples (default: test-split size).")
+    ] = None,
+    schedule: ScheduleOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Sample a run and compare with its held-out test split; write RUN_DIR/eval.json."""
+    run = load_run(run_dir)
+    data = make_data(run.config.data)
+    spec = _spec(run.config, sampler, nfe, schedule)
+    seed = run.config.sample.seed if seed is None else seed
+    count = n or data.test.shape[0]
+    x, _ = draw(run.model, count, spec, seed=seed)
+    metrics = evaluate(x, data, seed=seed)
+    used = dict(zip(("sampler", "nfe", "schedule"), resolve(run.model, spec), strict=True))
+    record: dict[str, Any] = {
+        "checkpoint": str(run.checkpoint), **used, "n": count, "seed": seed,
+        "metrics": _json_safe(metrics), "meets_target": metrics["sw2_ratio"] <= 2.0,
+    }  # fmt: skip
+    (run.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
+    title = f"{run.run_dir} ({used['sampler']}, nfe {used['nfe']}, n {count})"
+    console.print(_metrics_table(title, metrics))
+    console.print(f"wrote {run.run_dir / 'eval.json'}")
+
+
+# ----------------------------------------------------------------------------- demo, bench
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/demo"),
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny run for tests (< 30 s).")] = False,
+) -> None:
+    """Train flow matching, EDM and DDPM on two toy sets and write an HTML report."""
+    from genlab.demo import run_demo
+
+    index = run_demo(out, quick=quick, console=console)
+    console.print(f"report: {index}")
+
+
+@bench_app.command("samplers")
+def bench_samplers(
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller, faster table.")] = False,
+) -> None:
+    """Samplers x NFE on the analytic Gaussian mixture (exact denoiser)."""
+    from genlab.bench import samplers as bench
+
+    bench.main(quick=quick, console=console)
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def _fail(message: str, status: int) -> None:
+    print(" ".join(message.split()), file=sys.stderr)
+    sys.exit(status)
+
+
+def _usage_error(err: typer.TyperException) -> None:
+    message = err.format_message() if hasattr(err, "format_message") else str(err)
+    status = int(getattr(err, "exit_code", 2))
+    if type(err).__name__ == "NoArgsIsHelpError":  # `genlab` alone: the help text
+        print(message, file=sys.stderr)
+        sys.exit(status)
+    _fail(f"error: {message} (see genlab --help)", status)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `genlab` script; maps errors to one line and an exit status."""
+    try:
+        status = app(args=argv, prog_name="genlab", standalone_mode=False)
+    except TrainingDiverged as err:
+        _fail(f"training diverged: {err}", 1)
+    except ConfigError as err:
+        _fail(f"config error: {err}", 2)
+    except GenlabError as err:
+        _fail(f"error: {err}", 2)
+    except pydantic.ValidationError as err:
+        _fail(f"config error: {format_validation_error(err, RunConfig)}", 2)
+    except tomllib.TOMLDecodeError as err:
+        _fail(f"config error: invalid TOML: {err}", 2)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        _fail(f"error: {where}{err.strerror or err}", 2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.TyperException as err:  # click's usage errors
+        _usage_error(err)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,426 @@
+"""Run configuration: typed pydantic models with a TOML <-> dict round trip (STYLE.md 12).
+
+A run config has five sections::
+
+    [data]   name (a toy set, "gmm-ring" or "points" with `path`), n_train, n_test, seed
+    [model]  preset, optional overrides path / parameterization / noise / weighting, each a
+             registry name with an optional `<piece>_options` table of constructor arguments
+    [net]    name, hidden, depth, time_dim
+    [train]  the fields of `genlab.train.TrainConfig` (grad_clip = 0 turns clipping off)
+    [sample] sampler, nfe, schedule (preset defaults when absent), n, seed
+
+Every key is checked: an unknown key, a name missing from its registry or an impossible value
+raises `ConfigError` with one line naming the key, e.g.
+``train.stepz: unknown key (allowed: batch_size, ...)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from genlab import registry
+from genlab.diffusion.presets import Component, build_objective, get_preset
+from genlab.errors import ConfigError
+from genlab.train import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - python 3.10
+    import tomli as tomllib
+
+_TRAIN_DEFAULTS = TrainConfig()
+PIECES = ("path", "parameterization", "noise", "weighting")
+PIECE_TABLES: dict[str, dict[str, Any]] = {
+    "path": registry.PATHS,
+    "parameterization": registry.PARAMETERIZATIONS,
+    "noise": registry.NOISE_DISTRIBUTIONS,
+    "weighting": registry.WEIGHTINGS,
+}
+
+
+def _one_of(value: str, names: Iterable[str]) -> str:
+    allowed = sorted(names)
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _key_error(key: str, message: str) -> PydanticCustomError:
+    """An error reported at `<section>.<key>` from a section-level validator."""
+    return PydanticCustomError("key_error", message, {"key": key})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    """Where the training and held-out test points come from (deterministic from `seed`)."""
+
+    name: str = "moons"
+    path: str | None = None  # only for name = "points": a .npy or .csv file of shape (N, D)
+    n_train: int = Field(20_000, ge=1)
+    n_test: int = Field(2_000, ge=2)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _one_of(v, registry.DATASETS)
+
+    @model_validator(mode="after")
+    def _path_iff_points(self) -> DataConfig:
+        if self.name == registry.POINTS and not self.path:
+            raise _key_error("path", "required when data.name = 'points'")
+        if self.name != registry.POINTS and self.path is not None:
+            raise _key_error("path", f"only allowed with data.name = 'points' (got {self.name!r})")
+        return self
+
+
+class ModelConfig(_Section):
+    """A preset (`genlab.diffusion.presets.PRESETS`) with any piece replaced by name."""
+
+    preset: str = "flow-matching"
+    path: str | None = None
+    path_options: dict[str, Any] = Field(default_factory=dict)
+    parameterization: str | None = None
+    parameterization_options: dict[str, Any] = Field(default_factory=dict)
+    noise: str | None = None
+    noise_options: dict[str, Any] = Field(default_factory=dict)
+    weighting: str | None = None
+    weighting_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        return _one_of(v, registry.PRESETS)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, registry.PATHS)
+
+    @field_validator("parameterization")
+    @classmethod
+    def _param(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, registry.PARAMETERIZATIONS)
+
+    @field_validator("noise")
+    @classmethod
+    def _noise(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, registry.NOISE_DISTRIBUTIONS)
+
+    @field_validator("weighting")
+    @classmethod
+    def _weighting(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, registry.WEIGHTINGS)
+
+    def component(self, piece: str) -> Component | None:
+        """The override of one piece, or None to keep the preset's.
+
+        Options without a name adjust the preset's own piece (merged over its options).
+        """
+        name, options = getattr(self, piece), getattr(self, f"{piece}_options")
+        if name is None and not options:
+            return None
+        if name is None:
+            base: Component = getattr(get_preset(self.preset), piece)
+            return Component(base.name, {**base.options, **options})
+        return Component(name, dict(options))
+
+    def components(self) -> dict[str, Component | None]:
+        return {piece: self.component(piece) for piece in PIECES}
+
+    @model_validator(mode="after")
+    def _buildable(self) -> ModelConfig:
+        for piece in PIECES:  # each override on its own, so the error names its key
+            comp = self.component(piece)
+            if comp is not None:
+                _try_build(PIECE_TABLES[piece], comp, f"{piece}_options")
+        try:
+            build_objective(self.preset, **self.components())
+        except (ConfigError, ValueError, TypeError) as err:
+            raise _key_error("preset", _braces(str(err))) from None
+        return self
+
+
+def _braces(text: str) -> str:
+    """pydantic formats messages with str.format-like templates: keep braces literal."""
+    return text.replace("{", "(").replace("}", ")")
+
+
+def _try_build(table: dict[str, Any], comp: Component, key: str) -> None:
+    try:
+        table[comp.name](**comp.options)
+    except (ConfigError, ValueError, TypeError) as err:
+        raise _key_error(key, f"{comp.name!r}: {_braces(str(err))}") from None
+
+
+class NetConfig(_Section):
+    """The network (a key of `registry.NETS`) and its size."""
+
+    name: str = "mlp"
+    hidden: int = Field(256, ge=1)
+    depth: int = Field(3, ge=1)
+    time_dim: int = Field(64, ge=2)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _one_of(v, registry.NETS)
+
+
+class TrainSection(_Section):
+    """Mirrors `genlab.train.TrainConfig`; `grad_clip = 0` disables clipping."""
+
+    steps: int = Field(_TRAIN_DEFAULTS.steps, ge=1)
+    batch_size: int = Field(_TRAIN_DEFAULTS.batch_size, ge=1)
+    lr: float = Field(_TRAIN_DEFAULTS.lr, gt=0)
+    weight_decay: float = Field(_TRAIN_DEFAULTS.weight_decay, ge=0)
+    betas: tuple[float, float] = _TRAIN_DEFAULTS.betas
+    warmup_steps: int = Field(_TRAIN_DEFAULTS.warmup_steps, ge=0)
+    grad_clip: float = Field(_TRAIN_DEFAULTS.grad_clip or 0.0, ge=0)
+    grad_accum: int = Field(_TRAIN_DEFAULTS.grad_accum, ge=1)
+    ema_decay: float = Field(_TRAIN_DEFAULTS.ema_decay, ge=0, lt=1)
+    bf16: bool = _TRAIN_DEFAULTS.bf16
+    seed: int = Field(_TRAIN_DEFAULTS.seed, ge=0)
+    checkpoint_every: int = Field(_TRAIN_DEFAULTS.checkpoint_every, ge=1)
+    log_every: int = Field(_TRAIN_DEFAULTS.log_every, ge=1)
+    keep_checkpoints: int = Field(_TRAIN_DEFAULTS.keep_checkpoints, ge=1)
+    progress: bool = _TRAIN_DEFAULTS.progress
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"each beta must be in [0, 1) (got {list(v)})")
+        return v
+
+    def to_train_config(self) -> TrainConfig:
+        values = self.model_dump()
+        values["grad_clip"] = values["grad_clip"] or None
+        return TrainConfig(**values)
+
+
+class SampleSection(_Section):
+    """Default sampling settings of a run; None means the preset's default."""
+
+    sampler: str | None = None
+    nfe: int | None = Field(None, ge=1)
+    schedule: str | None = None
+    n: int = Field(2_000, ge=1)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, registry.SAMPLERS)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        return None if v is None else _one_of(v, registry.GRIDS)
+
+
+class RunConfig(_Section):
+    """A whole run: data, model, net, training and sampling."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    net: NetConfig = Field(default_factory=NetConfig)
+    train: TrainSection = Field(default_factory=TrainSection)
+    sample: SampleSection = Field(default_factory=SampleSection)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Validate a plain dict; errors become one-line `ConfigError`s naming the key."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, cls)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML types; unset optional values (None) are left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_toml(cls, text: str) -> RunConfig:
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"invalid TOML: {err}") from None
+        return cls.from_dict(values)
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.to_dict())
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing, unreadable or malformed file is one line naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: invalid TOML: {err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read ({err.strerror})") from None
+
+
+def parse_value(text: str) -> Any:
+    """A TOML literal (`100`, `1e-3`, `true`, `[0.9, 0.99]`, `"x"`), else the raw string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(values: dict[str, Any], item: str) -> None:
+    """Apply one `section.key=value` (dotted keys reach into tables) to `values` in place."""
+    key, sep, raw = item.partition("=")
+    parts = [p.strip() for p in key.split(".")]
+    if not sep or not all(parts):
+        raise ConfigError(f"--set {item!r}: expected key.sub=value, e.g. train.steps=100")
+    table = values
+    for i, part in enumerate(parts[:-1]):
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, not a table")
+    table[parts[-1]] = parse_value(raw.strip())
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Read a TOML run config, apply `--set` overrides, validate."""
+    values = read_toml(path)
+    for item in overrides:
+        apply_override(values, item)
+    return RunConfig.from_dict(values)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _fields_at(root: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """Keys allowed in the table at `loc` (empty if it is not a config section)."""
+    model: type[BaseModel] = root
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        if not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
+               "string": "a string", "dict": "a table", "model": "a table",
+               "tuple": "a list", "list": "a list"}  # fmt: skip
+_COMPARE = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+            "less_than_equal": "<="}  # fmt: skip
+
+
+def _got(value: Any) -> str:
+    return "a table" if isinstance(value, dict) else repr(value)
+
+
+def _explain(err: Any, root: type[BaseModel]) -> str:
+    """The message part (after the key) of one pydantic error."""
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "extra_forbidden":
+        allowed = _fields_at(root, err["loc"][:-1])
+        return f"unknown key (allowed: {', '.join(allowed)})" if allowed else "unknown key"
+    if kind in ("value_error", "key_error"):
+        return str(ctx.get("error", err["msg"]))
+    if kind in _COMPARE:
+        bound = next(iter(ctx.values()))
+        bound = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        return f"must be {_COMPARE[kind]} {bound} (got {_got(value)})"
+    if kind == "missing":
+        if err["loc"] and isinstance(err["loc"][-1], int):
+            return "too few items"
+        return "required key is missing"
+    base = re.split(r"_(?:type|parsing|from_float)$", kind)[0]
+    if base in _TYPE_NAMES:
+        return f"must be {_TYPE_NAMES[base]} (got {_got(value)})"
+    return f"{err['msg']} (got {_got(value)})"
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
+    """One line: the first error's dotted key and what is allowed there."""
+    errors = err.errors()
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    if first["loc"] and isinstance(first["loc"][-1], int):
+        loc.pop()  # an item of a list: name the list
+    if first["type"] == "key_error":
+        loc.append(str((first.get("ctx") or {})["key"]))
+    message = f"{'.'.join(loc) or 'config'}: {_explain(first, root)}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more error(s))"
+    return " ".join(message.split())
+
+
+# ----------------------------------------------------------------------------- TOML output
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    raise ConfigError(f"cannot write {type(value).__name__} value {value!r} to TOML")
+
+
+def _toml_table(lines: list[str], keys: list[str], table: dict[str, Any]) -> None:
+    lines.append("[" + ".".join(_toml_key(k) for k in keys) + "]")
+    for key, value in table.items():
+        if value is not None and not (isinstance(value, dict) and not value):
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    lines.append("")
+
+
+def dumps_toml(values: dict[str, Any]) -> str:
+    """A dict of tables (one level, as `RunConfig.to_dict` gives) as TOML text."""
+    lines: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            _toml_table(lines, [key], value)
+        else:
+            lines.insert(0, f"{_toml_key(key)} = {_toml_value(value)}")
+    return "\n".join(lines)
