@@ -68,6 +68,10 @@ def _unipc3x(denoiser: Any, x: Tensor, sigmas: Tensor, **kw: Any) -> Tensor:
     return unipc(denoiser, x, sigmas, final_step="extrapolate", **kw)
 
 
+def _unipc3xl(denoiser: Any, x: Tensor, sigmas: Tensor, **kw: Any) -> Tensor:
+    return unipc(denoiser, x, sigmas, final_step="extrapolate", limiter=1.0, **kw)
+
+
 def _dpmpp_3m_x(denoiser: Any, x: Tensor, sigmas: Tensor, **kw: Any) -> Tensor:
     return dpmpp_3m(denoiser, x, sigmas, final_step="extrapolate", **kw)
 
@@ -85,8 +89,10 @@ DETERMINISTIC: dict[str, tuple[SamplerFn, int]] = {
     "dpmpp_3m_x": (_dpmpp_3m_x, 1),
     "unipc_2_x": (_unipc2x, 1),
     "unipc_3_x": (_unipc3x, 1),
+    # "_xl": and the per-sample order limiter of multistep.unipc (limiter=1)
+    "unipc_3_xl": (_unipc3xl, 1),
 }
-FITTED = ("unipc_2", "unipc_3", "unipc_2_x", "unipc_3_x")
+FITTED = ("unipc_2", "unipc_3", "unipc_2_x", "unipc_3_x", "unipc_3_xl")
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from genlab.diffusion import likelihood
 from genlab.diffusion.denoiser import Denoiser
+from genlab.diffusion.guidance import ClassifierFreeGuidance
 from genlab.diffusion.objectives import DenoisingLoss
 from genlab.diffusion.presets import Component, build_objective, get_preset
 from genlab.diffusion.sample import sample as sample_with_budget
@@ -110,17 +112,31 @@ class Diffusion(GenerativeModel):
         sampler: str | None = None,
         nfe: int | None = None,
         schedule: str | None = None,
+        guidance: float | None = None,
+        options: dict[str, Any] | None = None,
         callback: Callable[[dict], None] | None = None,
     ) -> Tensor:
-        """n samples with the model's default sampler, NFE budget and grid unless given."""
+        """n samples with the model's default sampler, NFE budget and grid unless given.
+
+        `guidance` is the classifier-free guidance scale w (1 = conditional model, 0 =
+        unconditional; needs `cond` and a model trained with label dropout). `options` are
+        the sampler's own knobs, e.g. {"eta": 0.5} for ddim.
+        """
         device = next(self.net.parameters()).device
         noise = torch.randn((n, *self.data_shape), generator=generator, device=device)
+        denoiser: Callable[..., Tensor] = self.denoiser
+        if guidance is not None:
+            if self.null_label is None:
+                raise ValueError("guidance needs a model trained with label_dropout/null_label")
+            denoiser = ClassifierFreeGuidance(self.denoiser, guidance, self.null_label)
         return sample_with_budget(
-            self.denoiser,
+            denoiser,
             noise,
             sampler=sampler or self.sampler,
             nfe=nfe or self.nfe,
             schedule=schedule or self.schedule,
+            path=self.objective.path,
+            options=options,
             cond=cond,
             generator=generator,
             callback=callback,
