@@ -45,7 +45,7 @@ def test_preset_learns_the_ring(preset: str, factor: float, tmp_path) -> None:
     freq = torch.bincount(labels, minlength=8).double() / len(x)
     assert sw2 < factor * floor + 0.05, (sw2, floor)
     slack = factor / 4.0  # the looser presets may also balance the modes less evenly
-    assert freq.min() > 0.5 / 8 / slack and freq.max() < 1.6 / 8 * slack, freq
+    assert freq.min() > 0.4 / 8 / slack and freq.max() < 1.6 / 8 * slack, freq
 
 
 def test_sample_passes_path_options_and_guidance() -> None:
