@@ -89,3 +89,37 @@ def make_failing(at: int, mode: str, seed: int = 0) -> FailAt:
     """FailAt with the same initial weights as make_model(seed)."""
     torch.manual_seed(seed)
     return FailAt(at, mode)
+
+
+class Overfit(nn.Module):
+    """A big tanh MLP regression y ~ f(x) with input jitter: overfits a tiny noisy dataset.
+
+    Rows of the data are (x, y). The jitter makes the loss stochastic (it draws from the global
+    generator), like dequantisation noise.
+    """
+
+    def __init__(self, hidden: int = 64, jitter: float = 0.02) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
+                                 nn.Tanh(), nn.Linear(hidden, 1))  # fmt: skip
+        self.jitter = jitter
+        self.sleep = float(os.environ.get("GENLAB_TEST_SLEEP", "0"))
+
+    def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        if self.sleep:
+            time.sleep(self.sleep)
+        inp = x[:, :1] + self.jitter * torch.randn_like(x[:, :1])  # (B, 1)
+        return (self.net(inp).squeeze(1) - x[:, 1]) ** 2  # (B,)
+
+
+def make_overfit_data(n: int = 24, seed: int = 7) -> Tensor:
+    """(n, 2) rows (x, sin(3x) + 0.5 noise) with x uniform on [-1, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, generator=gen) * 2 - 1  # (n,)
+    y = torch.sin(3 * x) + 0.5 * torch.randn(n, generator=gen)  # (n,)
+    return torch.stack([x, y], dim=1)
+
+
+def make_overfit(seed: int = 0) -> Overfit:
+    torch.manual_seed(seed)
+    return Overfit()

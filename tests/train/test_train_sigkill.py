@@ -20,14 +20,18 @@ SRC = HERE.parents[1] / "src"
 SCRIPT = """
 import sys
 sys.path[:0] = [{here!r}, {src!r}]
-from _train_models import make_data, make_model
+from _train_models import make_data, make_model, make_overfit, make_overfit_data
 from genlab.train import TrainConfig, fit
 
 run_dir, resume = sys.argv[1], sys.argv[2] == "1"
+{body}
+"""
+
+BODY = """
 data, cond = make_data()
 cfg = TrainConfig(steps=40, batch_size=16, grad_accum=2, checkpoint_every=3, log_every=2,
                   warmup_steps=5, ema_decay=0.9, keep_checkpoints=2, progress=False)
-fit(make_model(), data, cfg, run_dir, cond=cond, resume=resume, run_config={{"t": 1}})
+fit(make_model(), data, cfg, run_dir, cond=cond, resume=resume, run_config={"t": 1})
 """
 
 
@@ -37,12 +41,15 @@ def _start(script: Path, run: Path, resume: bool, sleep: float) -> subprocess.Po
     return subprocess.Popen(args, env=env)
 
 
-def _kill_after_checkpoint(proc: subprocess.Popen, run: Path, past: str | None) -> str:
-    """SIGKILL `proc` a little after a checkpoint newer than `past` appears; return its name."""
+def _kill_after_checkpoint(
+    proc: subprocess.Popen, run: Path, past: str | None, min_step: int = 0
+) -> str:
+    """SIGKILL `proc` a little after a checkpoint newer than `past` (and at least `min_step`)
+    appears; return its name."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         last = latest_checkpoint(run)
-        if last is not None and last.name != past:
+        if last is not None and last.name != past and int(last.name[5:]) >= min_step:
             time.sleep(0.013)  # land somewhere in the following steps or checkpoint write
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -52,20 +59,41 @@ def _kill_after_checkpoint(proc: subprocess.Popen, run: Path, past: str | None) 
     raise AssertionError("no checkpoint appeared")
 
 
-def test_sigkill_and_resume_is_bit_exact(tmp_path) -> None:
+def run_killed_and_reference(
+    tmp_path: Path, body: str, kills: int = 2, min_step: int = 0, reference: bool = True
+) -> tuple[Path, Path | None]:
+    """Run the training `body` uninterrupted (ref) and with `kills` SIGKILLs + resumes (run).
+
+    The first kill lands just after the first checkpoint of step >= `min_step`. With
+    `reference=False` the caller provides the uninterrupted run itself (returns None for it).
+    """
     script = tmp_path / "train.py"
-    script.write_text(SCRIPT.format(here=str(HERE), src=str(SRC)))
-    reference = _start(script, tmp_path / "ref", resume=False, sleep=0.0)
+    script.write_text(SCRIPT.format(here=str(HERE), src=str(SRC), body=body))
+    ref = _start(script, tmp_path / "ref", resume=False, sleep=0.0) if reference else None
     run = tmp_path / "run"
-    first = _kill_after_checkpoint(_start(script, run, False, 0.01), run, None)
-    second = _kill_after_checkpoint(_start(script, run, True, 0.01), run, first)
-    assert int(second[5:]) > int(first[5:])
+    killed: list[str] = []
+    for k in range(kills):
+        proc = _start(script, run, k > 0, 0.01)
+        killed.append(_kill_after_checkpoint(proc, run, killed[-1] if killed else None, min_step))
+    assert all(int(a[5:]) < int(b[5:]) for a, b in zip(killed[:-1], killed[1:], strict=True))
     assert _start(script, run, True, 0.0).wait() == 0
-    assert reference.wait() == 0
-    final_run, final_ref = latest_checkpoint(run), latest_checkpoint(tmp_path / "ref")
-    assert final_run.name == final_ref.name == "step_00000040"
-    for name in ("model.safetensors", "ema.safetensors"):
-        a, b = load_file(str(final_run / name)), load_file(str(final_ref / name))
+    if ref is None:
+        return run, None
+    assert ref.wait() == 0
+    return run, tmp_path / "ref"
+
+
+def assert_same_files(dir_a: Path, dir_b: Path, names=("model.safetensors", "ema.safetensors")):
+    for name in names:
+        a, b = load_file(str(dir_a / name)), load_file(str(dir_b / name))
+        assert a.keys() == b.keys(), name
         assert all(torch.equal(a[k], b[k]) for k in b), name
+
+
+def test_sigkill_and_resume_is_bit_exact(tmp_path) -> None:
+    run, ref = run_killed_and_reference(tmp_path, BODY)
+    final_run, final_ref = latest_checkpoint(run), latest_checkpoint(ref)
+    assert final_run.name == final_ref.name == "step_00000040"
+    assert_same_files(final_run, final_ref)
     steps = [line.split(",")[0] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(steps) == len(set(steps)) == 20

@@ -7,12 +7,19 @@ Layout of a run directory::
     run_dir/checkpoints/latest                   text file: name of the newest checkpoint
     run_dir/checkpoints/step_00001000/
         config.json  model.safetensors  ema.safetensors  trainer_state.pt
+    run_dir/checkpoints/best/                    best validation step so far (never pruned)
+        config.json  model.safetensors  ema.safetensors  val.json
 
 A checkpoint is written into a temporary directory (name starting with `.tmp-`), every file
 is fsynced, and the directory is renamed into place; then `latest` is replaced atomically and
 old checkpoints are pruned. A `step_*` directory therefore always holds a complete
 checkpoint; temporaries left by a killed write are ignored and removed by `clean_temporaries`.
 `trainer_state.pt` is only ever read with `torch.load(..., weights_only=True)`.
+
+`best/` is replaced as a whole: the new one is written to `.tmp-best`, the old one renamed to
+`.best-old`, the new one renamed into place and the old one deleted. A kill between the two
+renames leaves only `.best-old`, which `best_checkpoint` then returns and `clean_temporaries`
+renames back to `best`. `best/` holds no trainer state: it is for loading, not resuming.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 EMA_FILE = "ema.safetensors"
 STATE_FILE = "trainer_state.pt"
+BEST = "best"
+BEST_OLD = ".best-old"  # the previous best/ while a new one is renamed into place
+VAL_FILE = "val.json"
 
 
 def step_dir_name(step: int) -> str:
@@ -138,8 +148,81 @@ def _step_dirs(root: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: _step_of(p) or 0)
 
 
+def save_best(
+    run_dir: Path,
+    *,
+    step: int,
+    score: float,
+    model_state: dict[str, Tensor],
+    ema_state: dict[str, Tensor],
+    run_config: dict[str, Any],
+) -> Path:
+    """Atomically replace `checkpoints/best/` with these weights and `val.json`; return it."""
+    root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    _recover_best(root)
+    final, old, tmp = root / BEST, root / BEST_OLD, root / (TMP_PREFIX + BEST)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    _write_synced(tmp / CONFIG_FILE, json_bytes(run_config))
+    _write_synced(tmp / MODEL_FILE, _tensor_bytes(model_state))
+    _write_synced(tmp / EMA_FILE, _tensor_bytes(ema_state))
+    _write_synced(tmp / VAL_FILE, json_bytes({"step": int(step), "val_loss": float(score)}))
+    _fsync_dir(tmp)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _recover_best(root: Path) -> None:
+    """Finish or undo a `best/` replacement cut short by a kill (see the module docstring)."""
+    old = root / BEST_OLD
+    if not old.is_dir():
+        return
+    if (root / BEST).is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(old, root / BEST)
+        _fsync_dir(root)
+
+
+def best_checkpoint(run_dir: Path | str) -> Path | None:
+    """The best-validation checkpoint of a run (`checkpoints/best`), or None if it has none.
+
+    Only runs trained with validation (`TrainConfig.val_every > 0`) have one. It holds
+    model/EMA weights, config.json and val.json ({"step", "val_loss"}), but no trainer state.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    for name in (BEST, BEST_OLD):
+        if (root / name / VAL_FILE).is_file():
+            return root / name
+    return None
+
+
+def read_best_info(ckpt_dir: Path | str) -> dict[str, Any]:
+    """`val.json` of a best checkpoint: {"step": int, "val_loss": float}."""
+    path = Path(ckpt_dir) / VAL_FILE
+    try:
+        info = json.loads(path.read_text())
+        return {"step": int(info["step"]), "val_loss": float(info["val_loss"])}
+    except FileNotFoundError:
+        raise DataError(f"checkpoint file {path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+        raise DataError(f"checkpoint file {path} is corrupt") from None
+
+
 def clean_temporaries(run_dir: Path) -> None:
-    """Remove temporaries left by a killed write in `run_dir` and its checkpoints folder."""
+    """Remove temporaries left by a killed write in `run_dir` and its checkpoints folder.
+
+    Also completes an interrupted replacement of `checkpoints/best`.
+    """
+    if (run_dir / CHECKPOINTS).is_dir():
+        _recover_best(run_dir / CHECKPOINTS)
     for folder in (run_dir, run_dir / CHECKPOINTS):
         if not folder.is_dir():
             continue
