@@ -114,9 +114,19 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     data = torch.randn(8192, 2, generator=torch.Generator().manual_seed(0))  # (N, 2)
     medians = interleaved_ms(data, args.steps, args.warmup, args.repeats, args.batch)
-    fits = [fit_ms(data, args.steps, args.warmup, args.batch) for _ in range(args.repeats)]
-    medians["fit"] = statistics.median(fits)
+    # fit is a whole run: pair each fit run with a bare block timed right before it, so the
+    # ratio compares runs under the same machine load.
+    bare_blocks, fit_ratios = bare_loop(data, args.batch), []
+    for _ in range(args.warmup):
+        next(bare_blocks)
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            next(bare_blocks)
+        bare_ms = (time.perf_counter() - start) / args.steps * 1e3
+        fit_ratios.append(fit_ms(data, args.steps, args.warmup, args.batch) / bare_ms)
     bare = medians["bare"]
+    medians["fit"] = statistics.median(fit_ratios) * bare
     print(f"threads={torch.get_num_threads()} steps={args.steps} repeats={args.repeats} "
           f"batch={args.batch} (median ms/step)")  # fmt: skip
     print(f"{'loop':<12}{'ms/step':>10}{'ratio':>8}")
