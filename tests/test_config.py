@@ -81,12 +81,22 @@ BAD = [
     ({"sample": {"nfe": 0}}, "sample.nfe: must be >= 1"),
     ({"sample": {"sampler": "eulr"}}, "sample.sampler: 'eulr' is not one of"),
     ({"sample": {"schedule": "karas"}}, "sample.schedule: 'karas' is not one of"),
-    ({"net": {"name": "unet9"}}, "net.name: 'unet9' is not one of mlp"),
+    ({"net": {"name": "unet9"}}, "net.name: 'unet9' is not one of dit, mlp, unet"),
     ({"model": {"path": "linearr"}}, "model.path: 'linearr' is not one of"),
     ({"model": {"parameterization": "epsilon"}}, "model.parameterization: 'epsilon'"),
     ({"model": {"noise": "gauss"}}, "model.noise: 'gauss' is not one of"),
     ({"model": {"weighting": "snr2"}}, "model.weighting: 'snr2' is not one of"),
     ({"model": {"path_options": {"bogus": 1}}}, "model.path_options: 'linear'"),
+    ({"net": {"channels": 8}}, "net.channels: not an option of net 'mlp' (options: depth"),
+    ({"net": {"name": "dit"}}, "net.name: 'dit' is for image data"),
+    ({"data": {"name": "digits"}}, "net.name: 'mlp' is for vector data"),
+    ({"data": {"name": "digits", "n_test": 9}, "net": {"name": "unet"}}, "data.n_test: digits"),
+    ({"data": {"name": "images"}, "net": {"name": "unet"}}, "data.path: required"),
+    ({"data": {"name": "digits", "channels": 2}, "net": {"name": "unet"}}, "data.channels: must"),
+    ({"data": {"hflip": True}}, "data.hflip: only for image data sets"),
+    ({"data": {"name": "digits"}, "net": {"name": "dit", "patch_size": 3}}, "net.patch_size: must"),
+    ({"model": {"label_dropout": 0.1}}, "model.label_dropout: needs a class-conditional"),
+    ({"model": {"num_classes": -1}}, "model.num_classes: must be >= 0"),
 ]
 
 
@@ -106,3 +116,15 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("[train\nsteps = 1\n")
     with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
         load_config(bad)
+
+
+def test_net_options_fill_defaults_and_round_trip() -> None:
+    values = {"data": {"name": "digits", "labels": True},
+              "model": {"preset": "edm", "num_classes": 10, "label_dropout": 0.2},
+              "net": {"name": "unet", "channels": 16, "channel_mult": [1, 2]}}  # fmt: skip
+    cfg = RunConfig.from_dict(values)
+    opts = cfg.net.options()
+    assert opts["channels"] == 16 and opts["channel_mult"] == (1, 2)
+    assert opts["num_res_blocks"] == 1 and "patch_size" not in opts
+    assert RunConfig.from_toml(cfg.to_toml()) == cfg
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg

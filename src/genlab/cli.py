@@ -23,13 +23,16 @@ from rich.table import Table
 from genlab.config import RunConfig, format_validation_error, load_config, tomllib
 from genlab.errors import ConfigError, GenlabError, TrainingDiverged
 from genlab.runs import (
+    Run,
     SampleSpec,
     draw,
     evaluate,
+    evaluate_images,
     genlab_version,
     load_run,
     make_data,
     resolve,
+    test_labels,
     train_run,
 )
 
@@ -103,26 +106,75 @@ SeedOpt = Annotated[
 ]
 
 
+ClassOpt = Annotated[
+    str | None,
+    typer.Option("--class", help="Class label K of every sample, or 'all' for a row per class "
+                 "(class-conditional runs)."),
+]  # fmt: skip
+GuidanceOpt = Annotated[
+    float | None,
+    typer.Option("--guidance", help="Classifier-free guidance scale w (1 = conditional, "
+                 "0 = unconditional; runs trained with label dropout)."),
+]  # fmt: skip
+GRID_N = 100  # default number of images in a .png grid
+
+
+def _labels(run: Run, n: int, class_: str | None) -> tuple[torch.Tensor | None, int | None]:
+    """Class labels (n,) for sampling and the images per grid row (None: square grid).
+
+    Class-conditional runs without --class draw the classes in turn (0, 1, ..., K-1, 0, ...)."""
+    k = run.config.model.num_classes
+    if k == 0:
+        if class_ is not None:
+            raise ConfigError("--class: the run is not class-conditional (model.num_classes = 0)")
+        return None, None
+    if class_ is None:
+        return torch.arange(n) % k, None
+    if class_ == "all":
+        per_row = -(-n // k)
+        return torch.arange(k).repeat_interleave(per_row)[: per_row * k], per_row
+    try:
+        label = int(class_)
+    except ValueError:
+        raise ConfigError(f"--class {class_}: expected an integer or 'all'") from None
+    if not 0 <= label < k:
+        raise ConfigError(f"--class {label}: must lie in 0..{k - 1}")
+    return torch.full((n,), label, dtype=torch.long), None
+
+
 @app.command()
 def sample(
     run_dir: Annotated[Path, typer.Argument(help="A trained run directory.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file: .npy (points) or .png.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .npy (arrays) or .png.")],
     sampler: SamplerOpt = None,
     nfe: NfeOpt = None,
     n: Annotated[int | None, typer.Option("-n", "--n", min=1, help="Number of samples.")] = None,
     schedule: ScheduleOpt = None,
     seed: SeedOpt = None,
+    class_: ClassOpt = None,
+    guidance: GuidanceOpt = None,
 ) -> None:
-    """Draw samples from a trained run; write them as .npy or a .png scatter over test data."""
+    """Draw samples from a trained run; write them as .npy, a .png scatter over test data
+    (points) or a .png image grid (image runs)."""
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise ConfigError(f"--out {out}: unsupported suffix (use {' or '.join(SAMPLE_SUFFIXES)})")
     run = load_run(run_dir)
-    count = n or run.config.sample.n
+    png = out.suffix.lower() == ".png"
+    count = n or (min(run.config.sample.n, GRID_N) if run.is_image and png else run.config.sample.n)
     seed = run.config.sample.seed if seed is None else seed
-    x, _ = draw(run.model, count, _spec(run.config, sampler, nfe, schedule), seed=seed)
+    labels, per_row = _labels(run, count, class_)
+    count = count if labels is None else labels.shape[0]
+    spec = _spec(run.config, sampler, nfe, schedule)
+    x, _ = draw(run.model, count, spec, seed=seed, cond=labels, guidance=guidance)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".npy":
+    if not png:
         np.save(out, x.numpy())
+        if labels is not None:
+            np.save(out.with_name(out.stem + "-labels.npy"), labels.numpy())
+    elif run.is_image:
+        from genlab.imagegrid import save_image_grid
+
+        save_image_grid(x.clamp(-1, 1), out, nrow=per_row)
     else:
         _scatter(run.config, x, out)
     console.print(f"wrote {count} samples to {out}")
@@ -162,24 +214,56 @@ def eval_(
     ] = None,
     schedule: ScheduleOpt = None,
     seed: SeedOpt = None,
+    guidance: GuidanceOpt = None,
 ) -> None:
-    """Sample a run and compare with its held-out test split; write RUN_DIR/eval.json."""
+    """Sample a run and compare with its held-out test split; write RUN_DIR/eval.json.
+
+    Point runs: sliced W2, MMD, energy distance vs the floor. Image runs (8x8 grey): FD,
+    KID, precision/recall (and class accuracy of conditional runs) in the digits network's
+    feature space, each next to its noise floor (real train images vs the test split)."""
     run = load_run(run_dir)
     data = make_data(run.config.data)
     spec = _spec(run.config, sampler, nfe, schedule)
     seed = run.config.sample.seed if seed is None else seed
     count = n or data.test.shape[0]
-    x, _ = draw(run.model, count, spec, seed=seed)
-    metrics = evaluate(x, data, seed=seed)
+    labels = None
+    if run.config.model.num_classes > 0:
+        labels = test_labels(data, count)
+    elif guidance is not None:
+        raise ConfigError("--guidance: the run is not class-conditional (model.num_classes = 0)")
+    x, _ = draw(run.model, count, spec, seed=seed, cond=labels, guidance=guidance)
+    if run.is_image:
+        metrics = evaluate_images(x, data, labels=labels, seed=seed)
+        meets = metrics["fd_ratio"] <= IMAGE_TARGET_RATIO
+    else:
+        metrics = evaluate(x, data, seed=seed)
+        meets = metrics["sw2_ratio"] <= 2.0
     used = dict(zip(("sampler", "nfe", "schedule"), resolve(run.model, spec), strict=True))
     record: dict[str, Any] = {
         "checkpoint": str(run.checkpoint), **used, "n": count, "seed": seed,
-        "metrics": _json_safe(metrics), "meets_target": metrics["sw2_ratio"] <= 2.0,
+        "guidance": guidance, "metrics": _json_safe(metrics), "meets_target": meets,
     }  # fmt: skip
     (run.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
     title = f"{run.run_dir} ({used['sampler']}, nfe {used['nfe']}, n {count})"
-    console.print(_metrics_table(title, metrics))
+    table = _image_table(title, metrics) if run.is_image else _metrics_table(title, metrics)
+    console.print(table)
     console.print(f"wrote {run.run_dir / 'eval.json'}")
+
+
+IMAGE_TARGET_RATIO = 3.0  # FD within 3x its noise floor
+IMAGE_METRICS = ("fd", "kid", "precision", "recall", "accuracy")
+
+
+def _image_table(title: str, metrics: dict[str, float]) -> Table:
+    table = Table(title=title)
+    for col in ("metric", "value", "floor (real vs real)"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key in IMAGE_METRICS:
+        if key in metrics:
+            floor = metrics.get(f"{key}_floor")
+            table.add_row(key, f"{metrics[key]:.4g}", "-" if floor is None else f"{floor:.4g}")
+    table.add_row("fd / floor", f"{metrics['fd_ratio']:.3g}", "1")
+    return table
 
 
 # ----------------------------------------------------------------------------- demo, bench
@@ -205,6 +289,34 @@ def bench_samplers(
     from genlab.bench import samplers as bench
 
     bench.main(quick=quick, console=console)
+
+
+@bench_app.command("likelihood")
+def bench_likelihood(
+    data: Annotated[
+        str, typer.Option("--data", help="digits (bits/dim) or ring (nats).")
+    ] = "digits",
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny budgets (about a minute).")] = False,
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="CPU-second budget per family.")
+    ] = None,
+    families: Annotated[
+        str | None, typer.Option("--families", help="Comma-separated subset of the families.")
+    ] = None,
+    cache: Annotated[
+        str, typer.Option("--cache", help="Directory of cached weights and rows ('' = none).")
+    ] = "runs/bench-likelihood",
+    out: Annotated[str | None, typer.Option("--out", help="Write the rows as JSON here.")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 1,
+) -> None:
+    """Test likelihood of every model family on the same data, with training time."""
+    from genlab.bench import likelihood as bench
+
+    fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
+    bench.main(
+        data, quick=quick, families=fams, max_seconds=max_seconds, cache=cache or None,
+        out=out, threads=threads, console=console,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- entry point

@@ -2,10 +2,12 @@
 
 A run config has five sections::
 
-    [data]   name (a toy set, "gmm-ring" or "points" with `path`), n_train, n_test, seed
+    [data]   name (a toy set, "gmm-ring", "points" with `path`, "digits", "images" with
+             `path`), n_train, n_test, seed; image sets: size, channels, hflip, labels
     [model]  preset, optional overrides path / parameterization / noise / weighting, each a
-             registry name with an optional `<piece>_options` table of constructor arguments
-    [net]    name, hidden, depth, time_dim
+             registry name with an optional `<piece>_options` table of constructor arguments;
+             num_classes (0 = unconditional), label_dropout (classifier-free guidance)
+    [net]    name ("mlp", "unet", "dit") and that network's options (`NET_DEFAULTS`)
     [train]  the fields of `genlab.train.TrainConfig` (grad_clip = 0 turns clipping off)
     [sample] sampler, nfe, schedule (preset defaults when absent), n, seed
 
@@ -69,27 +71,72 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+VECTOR_SIZES = (20_000, 2_000)  # default (n_train, n_test) of the vector data sets
+DIGITS_SIZE = 8  # side of scikit-learn's digits
+
+
 class DataConfig(_Section):
-    """Where the training and held-out test points come from (deterministic from `seed`)."""
+    """Where the training and held-out test data come from (deterministic from `seed`).
+
+    Vector sets: a toy set, "gmm-ring" or "points" (with `path`). Image sets: "digits"
+    (scikit-learn's 8x8 digits, the fixed split of `genlab.data.digits`, scaled to [-1, 1];
+    `n_train`/`n_test` not allowed) and "images" (`path`: a folder, .npy/.npz or MNIST IDX,
+    read by `genlab.data.images.load_images`; `size` and `channels` apply to folders; the test
+    split is `n_test` images, 10% by default). `hflip` adds mirrored copies of the training
+    images; `labels` uses the class labels (needed by a class-conditional model).
+    """
 
     name: str = "moons"
-    path: str | None = None  # only for name = "points": a .npy or .csv file of shape (N, D)
-    n_train: int = Field(20_000, ge=1)
-    n_test: int = Field(2_000, ge=2)
+    path: str | None = None  # "points": a .npy or .csv file (N, D); "images": see above
+    n_train: int | None = Field(None, ge=1)
+    n_test: int | None = Field(None, ge=2)
     seed: int = Field(0, ge=0)
+    size: int | None = Field(None, ge=1)
+    channels: int | None = None
+    hflip: bool = False
+    labels: bool = False
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
         return _one_of(v, registry.DATASETS)
 
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: int | None) -> int | None:
+        if v is not None and v not in (1, 3):
+            raise ValueError(f"must be 1 or 3 (got {v})")
+        return v
+
+    @property
+    def is_image(self) -> bool:
+        return self.name in registry.IMAGE_DATASETS
+
     @model_validator(mode="after")
-    def _path_iff_points(self) -> DataConfig:
-        if self.name == registry.POINTS and not self.path:
-            raise _key_error("path", "required when data.name = 'points'")
-        if self.name != registry.POINTS and self.path is not None:
-            raise _key_error("path", f"only allowed with data.name = 'points' (got {self.name!r})")
+    def _options_fit_the_set(self) -> DataConfig:
+        needs_path = (registry.POINTS, registry.IMAGES)
+        if self.name in needs_path and not self.path:
+            raise _key_error("path", f"required when data.name = {self.name!r}")
+        if self.name not in needs_path and self.path is not None:
+            raise _key_error("path", f"only allowed with data.name = 'points' or 'images' "
+                                     f"(got {self.name!r})")  # fmt: skip
+        for key in ("size", "channels"):
+            if getattr(self, key) is not None and self.name != registry.IMAGES:
+                raise _key_error(key, f"only allowed with data.name = 'images' (got {self.name!r})")
+        for key in ("hflip", "labels"):
+            if getattr(self, key) and not self.is_image:
+                raise _key_error(key, f"only for image data sets (got {self.name!r})")
+        if self.name == registry.DIGITS:
+            for key in ("n_train", "n_test"):
+                if getattr(self, key) is not None:
+                    raise _key_error(key, "digits has a fixed split (1437 train / 360 test); "
+                                          "leave it unset")  # fmt: skip
         return self
+
+    def vector_sizes(self) -> tuple[int, int]:
+        """(n_train, n_test) of a vector data set, defaults filled in."""
+        n_train, n_test = VECTOR_SIZES
+        return self.n_train or n_train, self.n_test or n_test
 
 
 class ModelConfig(_Section):
@@ -104,6 +151,8 @@ class ModelConfig(_Section):
     noise_options: dict[str, Any] = Field(default_factory=dict)
     weighting: str | None = None
     weighting_options: dict[str, Any] = Field(default_factory=dict)
+    num_classes: int = Field(0, ge=0)  # > 0: class-conditional on labels 0..num_classes-1
+    label_dropout: float = Field(0.0, ge=0, lt=1)  # > 0: labels -> null (= num_classes) w.p.
 
     @field_validator("preset")
     @classmethod
@@ -148,6 +197,8 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _buildable(self) -> ModelConfig:
+        if self.label_dropout > 0 and self.num_classes == 0:
+            raise _key_error("label_dropout", "needs a class-conditional model (num_classes > 0)")
         for piece in PIECES:  # each override on its own, so the error names its key
             comp = self.component(piece)
             if comp is not None:
@@ -171,18 +222,65 @@ def _try_build(table: dict[str, Any], comp: Component, key: str) -> None:
         raise _key_error(key, f"{comp.name!r}: {_braces(str(err))}") from None
 
 
+NET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mlp": {"hidden": 256, "depth": 3, "time_dim": 64},
+    "unet": {"channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1,
+             "attention_levels": (1,), "head_dim": 32, "dropout": 0.0, "use_checkpoint": False},
+    "dit": {"patch_size": 2, "hidden": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
+            "use_checkpoint": False},
+}  # fmt: skip
+
+
 class NetConfig(_Section):
-    """The network (a key of `registry.NETS`) and its size."""
+    """The network (a key of `registry.NETS`) and its options; unset options take the
+    defaults of `NET_DEFAULTS`, and an option of another network is an error."""
 
     name: str = "mlp"
-    hidden: int = Field(256, ge=1)
-    depth: int = Field(3, ge=1)
-    time_dim: int = Field(64, ge=2)
+    hidden: int | None = Field(None, ge=1)  # mlp, dit
+    depth: int | None = Field(None, ge=1)  # mlp, dit
+    time_dim: int | None = Field(None, ge=2)  # mlp
+    channels: int | None = Field(None, ge=1)  # unet
+    channel_mult: tuple[int, ...] | None = None  # unet
+    num_res_blocks: int | None = Field(None, ge=1)  # unet
+    attention_levels: tuple[int, ...] | None = None  # unet
+    head_dim: int | None = Field(None, ge=1)  # unet
+    dropout: float | None = Field(None, ge=0, lt=1)  # unet
+    patch_size: int | None = Field(None, ge=1)  # dit
+    num_heads: int | None = Field(None, ge=1)  # dit
+    mlp_ratio: float | None = Field(None, gt=0)  # dit
+    use_checkpoint: bool | None = None  # unet, dit
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
         return _one_of(v, registry.NETS)
+
+    def options(self) -> dict[str, Any]:
+        """Every option of this network: the ones set, over `NET_DEFAULTS`."""
+        defaults = NET_DEFAULTS[self.name]
+        set_ = {k: getattr(self, k) for k in defaults if getattr(self, k) is not None}
+        return {**defaults, **set_}
+
+    @model_validator(mode="after")
+    def _options_of_the_net(self) -> NetConfig:
+        allowed = NET_DEFAULTS[self.name]
+        for key in type(self).model_fields:
+            if key != "name" and getattr(self, key) is not None and key not in allowed:
+                raise _key_error(key, f"not an option of net {self.name!r} "
+                                      f"(options: {', '.join(sorted(allowed))})")  # fmt: skip
+        opts = self.options()
+        if self.name == "unet":
+            mult, levels = opts["channel_mult"], opts["attention_levels"]
+            if not mult or min(mult) < 1:
+                raise _key_error("channel_mult", f"must be positive integers (got {list(mult)})")
+            bad = [lv for lv in levels if not 0 <= lv < len(mult)]
+            if bad:
+                raise _key_error("attention_levels",
+                                 f"levels {bad} outside 0..{len(mult) - 1}")  # fmt: skip
+        if self.name == "dit" and (opts["hidden"] % 4 or opts["hidden"] % opts["num_heads"]):
+            got = f"got {opts['hidden']}, {opts['num_heads']} heads"
+            raise _key_error("hidden", f"must be a multiple of 4 and of num_heads ({got})")
+        return self
 
 
 class TrainSection(_Section):
@@ -245,6 +343,33 @@ class RunConfig(_Section):
     net: NetConfig = Field(default_factory=NetConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     sample: SampleSection = Field(default_factory=SampleSection)
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> RunConfig:
+        data, net, model = self.data, self.net, self.model
+        image_net = net.name in registry.IMAGE_NETS
+        if data.is_image and not image_net:
+            raise _key_error("net.name", f"{net.name!r} is for vector data; image data "
+                                         f"({data.name!r}) needs one of "
+                                         f"{', '.join(registry.IMAGE_NETS)}")  # fmt: skip
+        if image_net and not data.is_image:
+            raise _key_error("net.name", f"{net.name!r} is for image data "
+                                         f"(data.name = {data.name!r} is vector data)")  # fmt: skip
+        size = DIGITS_SIZE if data.name == registry.DIGITS else data.size
+        patch = net.options().get("patch_size") if net.name == "dit" else None
+        if patch is not None and size is not None and size % patch:
+            raise _key_error("net.patch_size", f"must divide the image size {size} (got {patch})")
+        if model.num_classes > 0 and not data.labels:
+            raise _key_error("model.num_classes", "a class-conditional model needs labels: "
+                                                  "set data.labels = true")  # fmt: skip
+        if data.labels and model.num_classes == 0:
+            raise _key_error("data.labels", "labels are used only by a class-conditional "
+                                            "model: set model.num_classes")  # fmt: skip
+        return self
+
+    @property
+    def is_image(self) -> bool:
+        return self.data.is_image
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:

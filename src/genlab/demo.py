@@ -1,4 +1,6 @@
-"""`genlab demo`: flow matching, EDM and DDPM on two toy sets, many samplers, one HTML report.
+"""`genlab demo`: flow matching, EDM and DDPM on two toy sets, many samplers, and a small
+class-conditional UNet on 8x8 digits (samplers, classifier-free guidance, image metrics next
+to their noise floor), one HTML report.
 
 Each (dataset, preset) model is an ordinary run (config.json, checkpoints, metrics.jsonl)
 under `out/<dataset>-<preset>/`, trained by `genlab.runs.train_run` and reloaded with its EMA
@@ -6,7 +8,8 @@ weights by `genlab.runs.load_run`. Models train in parallel worker processes wit
 thread each, which is the fastest use of a small CPU for networks this size.
 
 The target: sliced W2 to held-out data within 2x the floor, the sliced W2 between two
-independent held-out-size draws of the data.
+independent held-out-size draws of the data. The digits model runs as one more job of the
+same pool (started first: it is the longest).
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ from genlab.runs import (
     SampleSpec,
     draw,
     evaluate,
+    evaluate_images,
     load_run,
     make_data,
+    test_labels,
     train_run,
 )
 
@@ -77,6 +82,51 @@ QUICK = DemoPlan(
     samplers=(("euler", 4), ("heun", 5)), steps=20, batch_size=128, lr=2e-3, ema_decay=0.9,
     n_train=1_000, n_test=500, hidden=64, depth=2, workers=1,
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DigitsPlan:
+    """The digits part of the demo: one class-conditional UNet, sampled many ways."""
+
+    preset: str
+    channels: int
+    steps: int
+    batch_size: int
+    lr: float
+    ema_decay: float
+    label_dropout: float
+    samplers: tuple[tuple[str, int], ...]  # (sampler, nfe), each evaluated at w = 1
+    guidance: tuple[float, ...]  # scales w, each sampled with `guidance_sampler`
+    guidance_sampler: tuple[str, int]
+    n_eval: int  # samples per evaluation (the test split has 360 images)
+
+
+DIGITS_FULL = DigitsPlan(
+    preset="ddpm", channels=16, steps=1500, batch_size=128, lr=2e-3, ema_decay=0.995,
+    label_dropout=0.15, samplers=(("ddim", 20), ("dpmpp_2m", 20), ("heun", 35), ("ddpm", 100)),
+    guidance=(0.0, 1.0, 3.0), guidance_sampler=("dpmpp_2m", 20), n_eval=360,
+)  # fmt: skip
+DIGITS_QUICK = DigitsPlan(
+    preset="ddpm", channels=8, steps=20, batch_size=64, lr=2e-3, ema_decay=0.9,
+    label_dropout=0.15, samplers=(("ddim", 4),), guidance=(0.0, 3.0),
+    guidance_sampler=("ddim", 4), n_eval=100,
+)  # fmt: skip
+
+
+def digits_config(plan: DigitsPlan) -> RunConfig:
+    """The run config of the demo's digits model."""
+    return RunConfig.from_dict({
+        "data": {"name": "digits", "labels": True},
+        "model": {"preset": plan.preset, "num_classes": 10,
+                  "label_dropout": plan.label_dropout},
+        "net": {"name": "unet", "channels": plan.channels, "channel_mult": [1, 2],
+                "num_res_blocks": 1, "attention_levels": [], "head_dim": plan.channels},
+        "train": {"steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
+                  "ema_decay": plan.ema_decay, "warmup_steps": min(100, plan.steps),
+                  "checkpoint_every": plan.steps, "log_every": max(1, plan.steps // 60),
+                  "progress": False},
+        "sample": {"n": plan.n_eval},
+    })  # fmt: skip
 
 
 def demo_config(dataset: str, preset: str, plan: DemoPlan) -> RunConfig:
@@ -185,12 +235,71 @@ def _run_job(job: Job) -> dict[str, Any]:
             "rows": rows, "images": images}  # fmt: skip
 
 
-def _run_all(jobs: list[Job], workers: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class DigitsJob:
+    plan: DigitsPlan
+    run_dir: str
+    name: str = "digits"
+
+
+def _class_rows(x: Tensor, labels: Tensor, per_class: int = 10) -> Tensor:
+    """Up to `per_class` samples of each class, class by class: a grid row per class."""
+    rows = [x[labels == k][:per_class] for k in range(int(labels.max()) + 1)]
+    return torch.cat([r for r in rows if r.shape[0] == per_class] or [x[:per_class]])
+
+
+def _digits_row(run: Run, data: Data, spec: SampleSpec, w: float, grid: Path) -> dict[str, Any]:
+    """One evaluation of the digits model: image metrics vs the floor, and a class grid."""
+    from genlab.imagegrid import save_image_grid
+
+    labels = test_labels(data, run.config.sample.n)
+    start = time.perf_counter()
+    x, _ = draw(run.model, labels.shape[0], spec, seed=0, cond=labels, guidance=w)
+    seconds = time.perf_counter() - start
+    metrics = evaluate_images(x, data, labels=labels, seed=0)
+    save_image_grid(_class_rows(x.clamp(-1, 1), labels), grid, nrow=10, scale=4)
+    return {"sampler": spec.sampler, "nfe": spec.nfe, "guidance": w, "seconds": seconds,
+            **{k: _finite(v) for k, v in metrics.items()}, "grid": grid.name}  # fmt: skip
+
+
+def run_digits_job(job: DigitsJob) -> dict[str, Any]:
+    """Train the digits model; evaluate every sampler (w = 1) and every guidance scale."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        plan, run_dir = job.plan, Path(job.run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result, _ = train_run(digits_config(plan), run_dir)
+        train_seconds = time.perf_counter() - start
+        run = load_run(run_dir)
+        data = make_data(run.config.data)
+        rows = [_digits_row(run, data, SampleSpec(s, nfe), 1.0, run_dir / f"grid-{s}-{nfe}.png")
+                for s, nfe in plan.samplers]  # fmt: skip
+        spec = SampleSpec(*plan.guidance_sampler)
+        guided = [_digits_row(run, data, spec, w, run_dir / f"grid-w{w:g}.png")
+                  for w in plan.guidance]  # fmt: skip
+        viz.plot_loss_curve(run_dir / METRICS_FILE, run_dir / "loss.png")
+        return {"name": job.name, "preset": plan.preset, "steps": result.steps,
+                "final_loss": result.final_loss, "train_seconds": train_seconds,
+                "total_seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - cpu_start,
+                "params": sum(p.numel() for p in run.model.parameters()),
+                "rows": rows, "guidance_rows": guided, "dir": run_dir.name}  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_any(job: Job | DigitsJob) -> dict[str, Any]:
+    return run_digits_job(job) if isinstance(job, DigitsJob) else run_job(job)
+
+
+def _run_all(jobs: list[Job | DigitsJob], workers: int) -> list[dict[str, Any]]:
     if workers <= 1:
-        return [run_job(job) for job in jobs]
+        return [_run_any(job) for job in jobs]
     ctx = get_context("spawn")  # fresh interpreters: no torch thread pools inherited by fork
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        return list(pool.map(run_job, jobs))
+        return list(pool.map(_run_any, jobs))
 
 
 def _summary(results: list[dict[str, Any]]) -> Table:
@@ -207,6 +316,19 @@ def _summary(results: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _digits_summary(digits: dict[str, Any]) -> Table:
+    table = Table(title="demo: class-conditional digits UNet, image metrics (floor: real vs real)")
+    for col in ("sampler", "nfe", "w", "FD", "floor", "KID", "floor", "prec", "floor", "recall",
+                "floor", "acc", "ceiling"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "sampler" else "right")
+    for row in digits["rows"] + digits["guidance_rows"]:
+        table.add_row(row["sampler"], str(row["nfe"]), f"{row['guidance']:g}",
+                      *(_fmt(row.get(k)) for k in ("fd", "fd_floor", "kid", "kid_floor",
+                        "precision", "precision_floor", "recall", "recall_floor", "accuracy",
+                        "accuracy_floor")))  # fmt: skip
+    return table
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
@@ -214,23 +336,29 @@ def _fmt(value: float | None) -> str:
 def run_demo(out: Path | str, *, quick: bool = False, console: Console | None = None) -> Path:
     """Run the demo into `out`; return the path of `index.html`."""
     console = console or Console()
-    plan = QUICK if quick else FULL
+    plan, digits_plan = (QUICK, DIGITS_QUICK) if quick else (FULL, DIGITS_FULL)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(d, p, demo_config(d, p, plan).to_dict(), str(out / f"{d}-{p}"), plan.samplers)
-            for d in plan.datasets for p in plan.presets]  # fmt: skip
+    jobs: list[Job | DigitsJob] = [DigitsJob(digits_plan, str(out / "digits"))]  # longest first
+    jobs += [Job(d, p, demo_config(d, p, plan).to_dict(), str(out / f"{d}-{p}"), plan.samplers)
+             for d in plan.datasets for p in plan.presets]  # fmt: skip
     workers = max(1, min(plan.workers, os.cpu_count() or 1, len(jobs)))
-    console.print(f"demo: training {len(jobs)} models ({plan.steps} steps each) "
-                  f"on {workers} worker(s) into {out}")  # fmt: skip
+    console.print(
+        f"demo: training {len(jobs) - 1} toy models ({plan.steps} steps each) and a "
+        f"digits UNet ({digits_plan.steps} steps) on {workers} worker(s) into {out}"
+    )
     start = time.perf_counter()
-    results = _run_all(jobs, workers)
+    digits, *results = _run_all(jobs, workers)
     seconds = time.perf_counter() - start
-    cpu = sum(res["cpu_seconds"] for res in results)
-    meta = {"plan": asdict(plan), "quick": quick, "seconds": seconds, "workers": workers,
-            "cpu_seconds": cpu, "target_ratio": TARGET_RATIO}  # fmt: skip
-    (out / "metrics.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    index = write_report(out, results, meta)
+    cpu = sum(res["cpu_seconds"] for res in results) + digits["cpu_seconds"]
+    meta = {"plan": asdict(plan), "digits_plan": asdict(digits_plan), "quick": quick,
+            "seconds": seconds, "workers": workers, "cpu_seconds": cpu,
+            "target_ratio": TARGET_RATIO}  # fmt: skip
+    record = {**meta, "results": results, "digits": digits}
+    (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
+    index = write_report(out, results, meta, digits=digits)
     console.print(_summary(results))
+    console.print(_digits_summary(digits))
     met = sum(r["meets_target"] for res in results for r in res["rows"])
     total = sum(len(res["rows"]) for res in results)
     console.print(f"{met}/{total} (model, sampler) runs meet the target; {seconds:.0f} s wall, "

@@ -97,7 +97,60 @@ def _model_section(res: dict[str, Any]) -> str:
     )
 
 
-def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+_IMAGE_COLUMNS = (("fd", "FD"), ("kid", "KID"), ("precision", "precision"),
+                  ("recall", "recall"), ("accuracy", "class accuracy"))  # fmt: skip
+
+
+def image_metrics_table(rows: list[dict[str, Any]]) -> str:
+    """Digits rows: every image metric next to its floor (real train vs real test images;
+    for accuracy, the feature network's accuracy on the test split)."""
+    head = ['<th class="l">sampler</th>', "<th>NFE</th>", "<th>guidance w</th>"]
+    for _, label in _IMAGE_COLUMNS:
+        head += [f"<th>{label}</th>", f"<th>{label} floor</th>"]
+    head += ["<th>FD / floor</th>", "<th>sample s</th>"]
+    body = []
+    for row in rows:
+        cells = [f'<td class="l">{html.escape(row["sampler"])}</td>', f"<td>{row['nfe']}</td>",
+                 f"<td>{row['guidance']:g}</td>"]  # fmt: skip
+        for key, _ in _IMAGE_COLUMNS:
+            cells += [f"<td>{_num(row.get(key))}</td>", f"<td>{_num(row.get(key + '_floor'))}</td>"]
+        cells += [f"<td>{_num(row.get('fd_ratio'))}</td>", f"<td>{_num(row.get('seconds'))}</td>"]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return "<table><tr>" + "".join(head) + "</tr>\n" + "\n".join(body) + "</table>"
+
+
+def digits_section(digits: dict[str, Any]) -> str:
+    """The digits part of the report: metrics tables and sample grids (a row per class)."""
+    d = digits["dir"]
+    loss = "&ndash;" if digits["final_loss"] is None else f"{digits['final_loss']:.4g}"
+    n = digits["rows"][0].get("n_samples", 0) if digits["rows"] else 0
+    intro = (
+        f"<p>A class-conditional UNet ({digits['params']:,} parameters, preset "
+        f"<code>{html.escape(digits['preset'])}</code>, label dropout for classifier-free "
+        f"guidance) trained {digits['steps']} steps on scikit-learn's 8&times;8 digits in "
+        f"{digits['train_seconds']:.0f} s (final loss {loss}). Metrics use the shipped digits "
+        f"network's features: {n:g} samples (labels in the test split's proportions) against "
+        "the 360 test images. Each <em>floor</em> is the same metric for as many real "
+        "training images against the test images, i.e. a perfect model at this sample size; "
+        "the accuracy floor is the network's accuracy on real test images. Lower FD/KID and "
+        "higher precision/recall/accuracy are better.</p>"
+    )
+    figures = "".join(
+        _figure(f"{d}/{row['grid']}", f"{row['sampler']} @ {row['nfe']}, w = {row['guidance']:g}")
+        for row in digits["rows"] + digits["guidance_rows"]
+    )
+    return (
+        f"<h2>Digits</h2>\n{intro}\n<h3>Samplers (conditional, w = 1)</h3>\n"
+        f"{image_metrics_table(digits['rows'])}\n<h3>Classifier-free guidance</h3>\n"
+        f"{image_metrics_table(digits['guidance_rows'])}\n"
+        f"<h3>Samples (a row per class 0-9)</h3>\n{figures}"
+        + _figure(f"{d}/loss.png", "training loss")
+    )
+
+
+def render(
+    results: list[dict[str, Any]], meta: dict[str, Any], digits: dict[str, Any] | None = None
+) -> str:
     """The report as an HTML string."""
     met = sum(r["meets_target"] for res in results for r in res["rows"])
     total = sum(len(res["rows"]) for res in results)
@@ -118,12 +171,19 @@ def render(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body>\n<h1>genlab demo</h1>\n{intro}\n"
         f"<h2>Summary</h2>\n{summary_table(results)}\n"
         f"<h2>All samplers</h2>\n{metrics_table(results)}\n<h2>Models</h2>\n{sections}\n"
-        "</body></html>\n"
+        + ("" if digits is None else digits_section(digits) + "\n")
+        + "</body></html>\n"
     )
 
 
-def write_report(out: Path | str, results: list[dict[str, Any]], meta: dict[str, Any]) -> Path:
+def write_report(
+    out: Path | str,
+    results: list[dict[str, Any]],
+    meta: dict[str, Any],
+    *,
+    digits: dict[str, Any] | None = None,
+) -> Path:
     """Write `out/index.html` and return its path."""
     path = Path(out) / "index.html"
-    path.write_text(render(results, meta), encoding="utf-8")
+    path.write_text(render(results, meta, digits), encoding="utf-8")
     return path

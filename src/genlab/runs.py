@@ -8,6 +8,7 @@ dimension and the genlab version, enough to rebuild the model without the data.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -15,17 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from genlab import registry
 from genlab.config import DataConfig, RunConfig
+from genlab.data.digits import digits_split
 from genlab.data.gmm import GaussianMixture
+from genlab.data.images import load_images
 from genlab.data.points import load_points
 from genlab.data.toy import make_toy
+from genlab.diffusion.guidance import ClassifierFreeGuidance
 from genlab.diffusion.model import Diffusion
 from genlab.diffusion.sample import sample as sample_with_budget
 from genlab.errors import ConfigError, DataError
 from genlab.eval.metrics import log_density_gap, sample_metrics, sliced_wasserstein
+from genlab.nets.dit import DiT, DiTConfig
+from genlab.nets.mlp import MLP
+from genlab.nets.unet import UNet, UNetConfig
 from genlab.train import TrainResult, fit, latest_checkpoint, load_weights
 
 CONFIG_FILE = "config.json"
@@ -49,15 +56,23 @@ def gmm_ring() -> GaussianMixture:
 
 @dataclass
 class Data:
-    """Training points and a held-out test split, float32 (N, D)."""
+    """Training data and a held-out test split, float32: points (N, D) or images (N, C, H, W)
+    in [-1, 1]; class labels int64 (N,) when the config asks for them."""
 
     train: Tensor
     test: Tensor
     gmm: GaussianMixture | None = None  # the exact density, for analytic sets
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example: (D,) or (C, H, W)."""
+        return tuple(int(s) for s in self.train.shape[1:])
 
     @property
     def dim(self) -> int:
-        return int(self.train.shape[1])
+        return math.prod(self.shape)
 
     def floor_references(self, n: int, k: int = 8) -> list[Tensor]:
         """Up to k disjoint sets of n training points: draws independent of the test split."""
@@ -68,49 +83,112 @@ class Data:
 def _split_file(cfg: DataConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     assert cfg.path is not None  # checked by DataConfig
     points = load_points(cfg.path)  # (N, D)
-    if points.shape[0] < cfg.n_test + 1:
+    n_train, n_test = cfg.vector_sizes()
+    if points.shape[0] < n_test + 1:
         raise DataError(
-            f"{cfg.path}: {points.shape[0]} points, need more than data.n_test = {cfg.n_test}"
+            f"{cfg.path}: {points.shape[0]} points, need more than data.n_test = {n_test}"
         )
     points = points[torch.randperm(points.shape[0], generator=generator)]
-    return points[cfg.n_test : cfg.n_test + cfg.n_train], points[: cfg.n_test]
+    return points[n_test : n_test + n_train], points[:n_test]
+
+
+def _image_data(cfg: DataConfig, generator: torch.Generator) -> Data:
+    """Digits (fixed split, 0..16 -> [-1, 1]) or images from `cfg.path`, shuffled by `seed`."""
+    if cfg.name == registry.DIGITS:
+        split = digits_split()
+        train, test = split.train_x / 8.0 - 1.0, split.test_x / 8.0 - 1.0  # 0..16 -> [-1, 1]
+        train_y, test_y = split.train_y, split.test_y
+    else:
+        assert cfg.path is not None  # checked by DataConfig
+        loaded = load_images(cfg.path, cfg.size, channels=cfg.channels or 3)  # type: ignore[arg-type]
+        images, labels = loaded.images, loaded.labels  # (N, C, H, W), (N,) | None
+        if cfg.channels is not None and images.shape[1] != cfg.channels:
+            raise DataError(f"{cfg.path}: images have {images.shape[1]} channels, "
+                            f"data.channels = {cfg.channels}")  # fmt: skip
+        if cfg.labels and labels is None:
+            raise DataError(f"{cfg.path}: no class labels (data.labels = true needs them)")
+        n = images.shape[0]
+        n_test = cfg.n_test or max(2, n // 10)
+        if n < n_test + 1:
+            raise DataError(f"{cfg.path}: {n} images, need more than data.n_test = {n_test}")
+        perm = torch.randperm(n, generator=generator)
+        test_i, train_i = perm[:n_test], perm[n_test:][: cfg.n_train]
+        train, test = images[train_i], images[test_i]
+        train_y = labels[train_i] if labels is not None else None
+        test_y = labels[test_i] if labels is not None else None
+    if cfg.hflip:  # mirrored copies: random flips with p = 1/2, in expectation
+        train = torch.cat([train, train.flip(-1)])
+        train_y = None if train_y is None else torch.cat([train_y, train_y])
+    if not cfg.labels:
+        train_y = test_y = None
+    return Data(train.float().contiguous(), test.float().contiguous(), None, train_y, test_y)
 
 
 def make_data(cfg: DataConfig) -> Data:
-    """Train and test points, deterministic from `cfg.seed`; the test split is held out."""
+    """Train and test data, deterministic from `cfg.seed`; the test split is held out."""
     generator = torch.Generator().manual_seed(cfg.seed)
+    if cfg.is_image:
+        return _image_data(cfg, generator)
     if cfg.name == registry.POINTS:
         train, test = _split_file(cfg, generator)
         return Data(train, test)
-    n = cfg.n_train + cfg.n_test
+    n_train, n_test = cfg.vector_sizes()
     gmm = gmm_ring() if cfg.name == registry.GMM_RING else None
     if gmm is not None:
-        points = gmm.sample(n, generator=generator).float()  # type: ignore[union-attr]
+        points = gmm.sample(n_train + n_test, generator=generator).float()  # type: ignore[union-attr]
     else:
-        points = make_toy(cfg.name, n, generator=generator)  # (n, 2)
-    return Data(points[: cfg.n_train], points[cfg.n_train :], gmm)
+        points = make_toy(cfg.name, n_train + n_test, generator=generator)  # (n, 2)
+    return Data(points[:n_train], points[n_train:], gmm)
 
 
 # ----------------------------------------------------------------------------- model
 
 
-def build_model(cfg: RunConfig, dim: int) -> Diffusion:
-    """The network of `[net]` inside the preset of `[model]`, with its overrides."""
-    net = registry.NETS[cfg.net.name](
-        dim, hidden=cfg.net.hidden, depth=cfg.net.depth, time_dim=cfg.net.time_dim
-    )
-    return Diffusion.from_preset(cfg.model.preset, net, (dim,), **cfg.model.components())
+def build_net(cfg: RunConfig, shape: tuple[int, ...]) -> nn.Module:
+    """The network of `[net]` for examples of `shape` ((D,) or (C, H, W))."""
+    opts, classes = cfg.net.options(), cfg.model.num_classes or None
+    if cfg.net.name == "mlp":
+        if len(shape) != 1:
+            raise ConfigError(f"net.name: 'mlp' needs vector data (got shape {list(shape)})")
+        return MLP(shape[0], hidden=opts["hidden"], depth=opts["depth"], time_dim=opts["time_dim"])
+    if len(shape) != 3:
+        raise ConfigError(f"net.name: {cfg.net.name!r} needs images (got shape {list(shape)})")
+    channels, height, width = shape
+    if cfg.net.name == "unet":
+        return UNet(UNetConfig(in_channels=channels, num_classes=classes, **opts))
+    if height % opts["patch_size"] or width % opts["patch_size"]:
+        raise ConfigError(f"net.patch_size: must divide the image size {height}x{width} "
+                          f"(got {opts['patch_size']})")  # fmt: skip
+    net = DiT(DiTConfig(in_channels=channels, num_classes=classes, input_size=max(height, width),
+                        **opts))  # fmt: skip
+    # `genlab.train.EMA` copies every buffer through the state dict, which leaves out
+    # non-persistent ones: keep DiT's (fixed) positional grid in the state dict.
+    net.register_buffer("pos", net.pos, persistent=True)
+    return net
 
 
-def run_record(cfg: RunConfig, dim: int) -> dict[str, Any]:
+def build_model(cfg: RunConfig, shape: int | tuple[int, ...]) -> Diffusion:
+    """The network of `[net]` inside the preset of `[model]`, with its overrides; with
+    `model.label_dropout` > 0 the null label of classifier-free guidance is `num_classes`."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    net = build_net(cfg, shape)
+    m = cfg.model
+    null = m.num_classes if m.label_dropout > 0 else None
+    return Diffusion.from_preset(m.preset, net, shape, label_dropout=m.label_dropout,
+                                 null_label=null, **m.components())  # fmt: skip
+
+
+def run_record(cfg: RunConfig, shape: int | tuple[int, ...]) -> dict[str, Any]:
     """What `config.json` of a run holds."""
-    return {"genlab_version": genlab_version(), "data_dim": dim, "config": cfg.to_dict()}
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return {"genlab_version": genlab_version(), "data_dim": math.prod(shape),
+            "data_shape": list(shape), "config": cfg.to_dict()}  # fmt: skip
 
 
-def save_run_config(run_dir: Path | str, cfg: RunConfig, dim: int) -> Path:
+def save_run_config(run_dir: Path | str, cfg: RunConfig, shape: int | tuple[int, ...]) -> Path:
     path = Path(run_dir) / CONFIG_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(run_record(cfg, dim), indent=2) + "\n")
+    path.write_text(json.dumps(run_record(cfg, shape), indent=2) + "\n")
     return path
 
 
@@ -119,12 +197,16 @@ def train_run(
 ) -> tuple[TrainResult, Data]:
     """Build data and model from `cfg` and train into `run_dir` (see `genlab.train.fit`)."""
     data = make_data(cfg.data)
-    model = build_model(cfg, data.dim)
+    model = build_model(cfg, data.shape)
+    top = -1 if data.train_labels is None else int(data.train_labels.max())
+    if top >= cfg.model.num_classes > 0:
+        raise ConfigError(f"model.num_classes: the data has labels up to {top} "
+                          f"(got {cfg.model.num_classes})")  # fmt: skip
     train_cfg = cfg.train.to_train_config()
     if progress is not None:
         train_cfg.progress = progress
-    result = fit(model, data.train, train_cfg, run_dir, run_config=run_record(cfg, data.dim),
-                 resume=resume)  # fmt: skip
+    result = fit(model, data.train, train_cfg, run_dir, cond=data.train_labels,
+                 run_config=run_record(cfg, data.shape), resume=resume)  # fmt: skip
     return result, data
 
 
@@ -138,12 +220,20 @@ class Run:
     run_dir: Path
     config: RunConfig
     model: Diffusion
-    dim: int
+    shape: tuple[int, ...]
     checkpoint: Path
 
+    @property
+    def dim(self) -> int:
+        return math.prod(self.shape)
 
-def read_run_config(run_dir: Path | str) -> tuple[RunConfig, int]:
-    """The config and data dimension from `run_dir/config.json`."""
+    @property
+    def is_image(self) -> bool:
+        return len(self.shape) == 3
+
+
+def read_run_config(run_dir: Path | str) -> tuple[RunConfig, tuple[int, ...]]:
+    """The config and the shape of one example from `run_dir/config.json`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run directory not found")
@@ -152,11 +242,12 @@ def read_run_config(run_dir: Path | str) -> tuple[RunConfig, int]:
         raise DataError(f"{path}: missing (is {run_dir} a genlab run directory?)")
     try:
         record = json.loads(path.read_text())
-        values, dim = record["config"], int(record["data_dim"])
+        values = record["config"]
+        shape = tuple(int(s) for s in record.get("data_shape", [record["data_dim"]]))
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         raise DataError(f"{path}: corrupt run config (not genlab's JSON record)") from None
     try:
-        return RunConfig.from_dict(values), dim
+        return RunConfig.from_dict(values), shape
     except ConfigError as err:
         raise DataError(f"{path}: {err}") from None
 
@@ -164,14 +255,14 @@ def read_run_config(run_dir: Path | str) -> tuple[RunConfig, int]:
 def load_run(run_dir: Path | str) -> Run:
     """Rebuild the model of a trained run and load its latest EMA weights."""
     run_dir = Path(run_dir)
-    cfg, dim = read_run_config(run_dir)
+    cfg, shape = read_run_config(run_dir)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise DataError(f"{run_dir}: no checkpoint yet (train the run first)")
-    model = build_model(cfg, dim)
+    model = build_model(cfg, shape)
     load_weights(ckpt, model, ema=True)
     model.eval()
-    return Run(run_dir, cfg, model, dim, ckpt)
+    return Run(run_dir, cfg, model, shape, ckpt)
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -209,19 +300,33 @@ def draw(
     seed: int = 0,
     trajectory: bool = False,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    cond: Tensor | None = None,
+    guidance: float | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
-    """n samples (n, D) and, if asked, the states along the way; deterministic from `seed`.
+    """n samples (n, *data_shape) and, if asked, the states along the way; deterministic
+    from `seed`.
 
-    `callback` receives the sampler's per-step dict (`x`, `sigma`, `denoised`, ...).
+    `cond` are class labels (n,) of a class-conditional model; `guidance` is the
+    classifier-free guidance scale w (1 = conditional, 0 = unconditional; needs `cond` and a
+    model trained with label dropout). `callback` receives the sampler's per-step dict
+    (`x`, `sigma`, `denoised`, ...).
     """
     sampler, nfe, schedule = resolve(model, spec)
+    denoiser: Callable[..., Tensor] = model.denoiser
+    if guidance is not None:
+        if model.null_label is None:
+            raise ConfigError("--guidance needs a model trained with label dropout "
+                              "(model.label_dropout > 0)")  # fmt: skip
+        if cond is None:
+            raise ConfigError("--guidance needs class labels (--class)")
+        denoiser = ClassifierFreeGuidance(model.denoiser, guidance, model.null_label)
     generator = torch.Generator().manual_seed(seed)
-    noise = torch.randn((n, *model.data_shape), generator=generator)  # (n, D)
+    noise = torch.randn((n, *model.data_shape), generator=generator)  # (n, *data_shape)
     try:
         out = sample_with_budget(
-            model.denoiser, noise, sampler=sampler, nfe=nfe, schedule=schedule,
+            denoiser, noise, sampler=sampler, nfe=nfe, schedule=schedule,
             path=model.objective.path, generator=generator, return_trajectory=trajectory,
-            callback=callback,
+            callback=callback, cond=cond,
         )  # fmt: skip
     except ValueError as err:
         raise ConfigError(f"sampling with {sampler} at nfe={nfe}: {err}") from None
@@ -254,3 +359,56 @@ def evaluate(samples: Tensor, data: Data, *, seed: int = 0) -> dict[str, float]:
     if data.gmm is not None:
         metrics["log_density_gap"] = log_density_gap(samples, data.test, data.gmm.log_prob)
     return metrics
+
+
+def test_labels(data: Data, n: int) -> Tensor:
+    """n class labels in the proportions of the test split (its labels, cycled)."""
+    if data.test_labels is None:
+        raise DataError("the data set has no class labels")
+    reps = -(-n // data.test_labels.shape[0])
+    return data.test_labels.repeat(reps)[:n]
+
+
+def _real_like(data: Data, n: int, labels: Tensor | None, generator: torch.Generator) -> Tensor:
+    """n real training images (capped at the train size) -- with `labels`, drawn class by
+    class in the same proportions, so that the floor of a class-conditional evaluation is not
+    penalised for the class mix of a random draw."""
+    perm = torch.randperm(data.train.shape[0], generator=generator)  # (N_train,)
+    if labels is None or data.train_labels is None:
+        return data.train[perm[: min(n, data.train.shape[0])]]
+    picks = []
+    for k in labels.unique().tolist():
+        pool = perm[data.train_labels[perm] == k]  # shuffled train indices of class k
+        count = min(int((labels == k).sum()), pool.shape[0])
+        picks.append(pool[:count])
+    return data.train[torch.cat(picks)]
+
+
+def evaluate_images(
+    samples: Tensor, data: Data, *, labels: Tensor | None = None, seed: int = 0
+) -> dict[str, float]:
+    """FD, KID, precision/recall (and class accuracy, given the requested `labels`) of image
+    `samples` (N, 1, 8, 8) against the test split, in the digits network's feature space
+    (`genlab.eval.image_metrics`), each next to its `<metric>_floor`: the same metric for
+    N real training images (capped at the train size; with `labels`, in the same class
+    proportions) against the test split, i.e. a perfect generator at this sample size.
+    The accuracy floor is the network's accuracy on the test split (the ceiling a conditional
+    model can reach). `fd_ratio` = fd / fd_floor. Samples are clamped to [-1, 1] first."""
+    from genlab.eval.image_metrics import classifier_accuracy, image_metrics
+
+    if data.shape != (1, 8, 8):
+        raise DataError(f"image metrics use the shipped digits network and need 8x8 grey "
+                        f"images (got {'x'.join(map(str, data.shape))})")  # fmt: skip
+
+    def gen() -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    x = samples.float().clamp(-1, 1)
+    metrics = image_metrics(x, data.test, labels=labels, generator=gen())
+    floor = image_metrics(_real_like(data, x.shape[0], labels, gen()), data.test, generator=gen())
+    for key in ("fd", "kid", "precision", "recall"):
+        metrics[f"{key}_floor"] = floor[key]
+    if labels is not None and data.test_labels is not None:
+        metrics["accuracy_floor"] = classifier_accuracy(data.test, data.test_labels)
+    metrics["fd_ratio"] = metrics["fd"] / metrics["fd_floor"]
+    return {k: float(v) for k, v in metrics.items()}
