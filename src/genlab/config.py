@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -301,6 +301,12 @@ class TrainSection(_Section):
     log_every: int = Field(_TRAIN_DEFAULTS.log_every, ge=1)
     keep_checkpoints: int = Field(_TRAIN_DEFAULTS.keep_checkpoints, ge=1)
     progress: bool = _TRAIN_DEFAULTS.progress
+    val_every: int = Field(_TRAIN_DEFAULTS.val_every, ge=0)
+    patience: int = Field(_TRAIN_DEFAULTS.patience, ge=0)
+    val_seed: int = Field(_TRAIN_DEFAULTS.val_seed, ge=0)
+    val_fraction: float = Field(_TRAIN_DEFAULTS.val_fraction, ge=0, lt=1)
+    select: Literal["last", "best"] = "last"
+    val_use_ema: bool = _TRAIN_DEFAULTS.val_use_ema
 
     @field_validator("betas")
     @classmethod

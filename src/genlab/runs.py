@@ -33,7 +33,7 @@ from genlab.eval.metrics import log_density_gap, sample_metrics, sliced_wasserst
 from genlab.nets.dit import DiT, DiTConfig
 from genlab.nets.mlp import MLP
 from genlab.nets.unet import UNet, UNetConfig
-from genlab.train import TrainResult, fit, latest_checkpoint, load_weights
+from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -253,10 +253,12 @@ def read_run_config(run_dir: Path | str) -> tuple[RunConfig, tuple[int, ...]]:
 
 
 def load_run(run_dir: Path | str) -> Run:
-    """Rebuild the model of a trained run and load its latest EMA weights."""
+    """Rebuild the model of a trained run and load its EMA weights: those of the
+    best-validation checkpoint when the run selects on validation, else the latest."""
     run_dir = Path(run_dir)
     cfg, shape = read_run_config(run_dir)
-    ckpt = latest_checkpoint(run_dir)
+    best = best_checkpoint(run_dir) if cfg.train.select == "best" else None
+    ckpt = best or latest_checkpoint(run_dir)
     if ckpt is None:
         raise DataError(f"{run_dir}: no checkpoint yet (train the run first)")
     model = build_model(cfg, shape)

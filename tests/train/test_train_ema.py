@@ -54,3 +54,25 @@ def test_buffers_are_copied_and_tied_weights_stay_tied() -> None:
     fresh = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Linear(2, 2, bias=False))
     ema.copy_to(fresh)
     assert torch.equal(fresh[0].weight, ema.shadow["0.weight"])
+
+
+def test_ema_skips_non_persistent_buffers() -> None:
+    """A non-persistent buffer (e.g. DiT's fixed positional table) is not EMA state."""
+    import torch
+    from torch import nn
+
+    from genlab.train.ema import EMA
+
+    class WithTable(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.register_buffer("table", torch.ones(3), persistent=False)
+            self.register_buffer("stat", torch.zeros(2))
+
+    model = WithTable()
+    ema = EMA(model, 0.9)
+    model.stat.fill_(5.0)
+    ema.update(model)
+    assert "table" not in ema.state_dict()
+    assert torch.equal(ema.state_dict()["stat"], torch.full((2,), 5.0))

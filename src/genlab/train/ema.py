@@ -32,7 +32,8 @@ class EMA:
         names = [name for name, _ in model.named_parameters()]
         self._params: list[Tensor] = [p for _, p in model.named_parameters()]
         self._ema_params: list[Tensor] = [self.shadow[name] for name in names]
-        self._buffer_names = [name for name, _ in model.named_buffers()]
+        # non-persistent buffers are not in the state dict: the model rebuilds them itself
+        self._buffer_names = [name for name, _ in model.named_buffers() if name in self.shadow]
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
