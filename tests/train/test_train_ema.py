@@ -76,3 +76,24 @@ def test_ema_skips_non_persistent_buffers() -> None:
     ema.update(model)
     assert "table" not in ema.state_dict()
     assert torch.equal(ema.state_dict()["stat"], torch.full((2,), 5.0))
+
+
+def test_ema_decay_warm_up() -> None:
+    """With a step count the effective decay is min(decay, (1 + k) / (10 + k))."""
+    import torch
+    from torch import nn
+
+    from genlab.train.ema import EMA
+
+    model = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, 0.999)
+    expected = 0.0
+    for k in range(50):
+        with torch.no_grad():
+            model.weight.fill_(float(k + 1))
+        ema.update(model, k)
+        d = min(0.999, (1 + k) / (10 + k))
+        expected = d * expected + (1 - d) * (k + 1)
+    assert abs(ema.state_dict()["weight"].item() - expected) < 1e-4

@@ -36,10 +36,17 @@ class EMA:
         self._buffer_names = [name for name, _ in model.named_buffers() if name in self.shadow]
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """One EMA step towards the current weights of `model` (the module given at creation)."""
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        """One EMA step towards the current weights of `model` (the module given at creation).
+
+        With `step` (the number of updates made before this one) the decay is warmed up as
+        min(decay, (1 + step) / (10 + step)), so early in training the average is not
+        dominated by the initial weights (the common EMA warm-up, as in TensorFlow's
+        ExponentialMovingAverage with num_updates). Without it the decay is constant.
+        """
+        decay = self.decay if step is None else min(self.decay, (1.0 + step) / (10.0 + step))
         if self._ema_params:
-            torch._foreach_lerp_(self._ema_params, self._params, 1.0 - self.decay)
+            torch._foreach_lerp_(self._ema_params, self._params, 1.0 - decay)
         if self._buffer_names:
             buffers = dict(model.named_buffers())
             for name in self._buffer_names:

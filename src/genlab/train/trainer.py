@@ -293,7 +293,7 @@ def train_step(
     if not bool(torch.isfinite(total).logical_and_(torch.isfinite(grad_norm))):  # one sync
         raise TrainingDiverged(_nonfinite_message(total, grad_norm, state.step + 1))
     opt.step()
-    state.ema.update(model)
+    state.ema.update(model, state.step)
     state.step += 1
     return StepInfo(step=state.step, loss=total, grad_norm=grad_norm, lr=lr)
 
