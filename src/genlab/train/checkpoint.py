@@ -57,7 +57,7 @@ def step_dir_name(step: int) -> str:
 
 
 def _step_of(path: Path) -> int | None:
-    """Step number encoded in a `step_XXXXXXXX` directory name, else None."""
+    """Step number encoded in a `step_<8 digits>` directory name, else None."""
     name = path.name
     if not name.startswith("step_") or not name[5:].isdigit():
         return None
@@ -255,7 +255,7 @@ def checkpoint_step(ckpt_dir: Path) -> int:
     """Step number of a checkpoint directory (from its name)."""
     step = _step_of(ckpt_dir)
     if step is None:
-        raise DataError(f"{ckpt_dir} is not a checkpoint directory (expected step_XXXXXXXX)")
+        raise DataError(f"{ckpt_dir} is not a checkpoint directory (expected step_<8 digits>)")
     return step
 
 
