@@ -38,8 +38,14 @@ def test_contract(name: str) -> None:
     sig = schedules.karras(6, 0.01, 20.0)
     x = 20.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(0))  # float32
     seen: list[dict[str, Any]] = []
-    out = fn(RING, x, sig, generator=torch.Generator().manual_seed(1), callback=seen.append,
-             **_options(name))
+    out = fn(
+        RING,
+        x,
+        sig,
+        generator=torch.Generator().manual_seed(1),
+        callback=seen.append,
+        **_options(name),
+    )
     assert out.shape == x.shape and out.dtype == torch.float32
     assert bool(torch.isfinite(out).all())
     assert seen and set(seen[0]) == {"i", "x", "sigma", "denoised"}
@@ -75,8 +81,9 @@ def ode_problem() -> tuple[GaussianMixture, torch.Tensor, torch.Tensor]:
     """A smooth mixture, float64 start points and the PF-ODE endpoint by tight rk45."""
     g = GaussianMixture.ring(k=4, radius=2.0, std=0.5)
     gen = torch.Generator().manual_seed(0)
-    x = g.sample(128, generator=gen) + 20.0 * torch.randn(128, 2, dtype=torch.float64,
-                                                          generator=gen)
+    x = g.sample(128, generator=gen) + 20.0 * torch.randn(
+        128, 2, dtype=torch.float64, generator=gen
+    )
     ref = rk45(g, x, schedules.loglinear(2, 0.05, 20.0), rtol=1e-12, atol=1e-12)
     return g, x, ref
 
@@ -112,6 +119,17 @@ def test_ddim_eta0_is_euler_and_eta1_is_ddpm() -> None:
     a = ddim(RING, x, sig, eta=1.0, generator=torch.Generator().manual_seed(5))
     b = ddpm(RING, x, sig, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+    # ... and both are Ho et al. (2020)'s ancestral step: the posterior q(x' | x, x0 = D) has
+    # mean D + (s'/s)^2 (x - D) and std (s'/s) sqrt(s^2 - s'^2), written here from scratch.
+    g, y = torch.Generator().manual_seed(5), x.clone()
+    for s, s_next in zip(sig[:-1].tolist(), sig[1:].tolist(), strict=True):
+        d = RING(y, torch.full((64,), s, dtype=y.dtype))
+        y = d + (s_next / s) ** 2 * (y - d)
+        if s_next > 0:
+            y = y + (s_next / s) * (s * s - s_next * s_next) ** 0.5 * torch.randn(
+                y.shape, generator=g, dtype=y.dtype
+            )
+    torch.testing.assert_close(a, y, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
@@ -156,11 +174,13 @@ def test_unipc_limiter() -> None:
     (ring mixture, EDM range, 10 steps), where plain UniPC-3 overshoots badly."""
     g = GaussianMixture.ring()
     gen = torch.Generator().manual_seed(3)
-    x = g.sample(256, generator=gen) + 80.0 * torch.randn(256, 2, dtype=torch.float64,
-                                                          generator=gen)
+    x = g.sample(256, generator=gen) + 80.0 * torch.randn(
+        256, 2, dtype=torch.float64, generator=gen
+    )
     sig = schedules.karras(10, 0.002, 80.0)
-    torch.testing.assert_close(unipc(g, x, sig, limiter=1e12), unipc(g, x, sig),
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        unipc(g, x, sig, limiter=1e12), unipc(g, x, sig), rtol=1e-9, atol=1e-9
+    )
     ref = rk45(g, x, schedules.loglinear(2, 1e-4, 80.0), rtol=1e-10, atol=1e-10)
     plain = float((unipc(g, x, sig) - ref).pow(2).mean().sqrt())
     limited = float((unipc(g, x, sig, limiter=1.0) - ref).pow(2).mean().sqrt())

@@ -17,6 +17,7 @@ from torch import Tensor
 from genlab.diffusion.samplers import (
     Callback,
     DenoiserFn,
+    ddim,
     ddim_coefficients,
     grid_values,
     noise_like,
@@ -37,19 +38,10 @@ def ddpm(
 
     Draws x' from the posterior q(x' | x, x0 = D): in canonical coordinates its mean is
     D + (s'/s)^2 (x - D) and its std (s'/s) sqrt(s^2 - s'^2) (Ho et al. Eq. 6-7 with
-    abar = 1/(1 + s^2)). Equal to DDIM with eta = 1. One denoiser call per step.
+    abar = 1/(1 + s^2)). This is exactly DDIM with eta = 1, so it is computed by `ddim`
+    (one implementation of the update). One denoiser call per step.
     """
-    s = grid_values(sigmas)
-    for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
-        r = s[i + 1] / s[i]
-        std = r * math.sqrt(s[i] * s[i] - s[i + 1] * s[i + 1])
-        x = d + (r * r) * (x - d)
-        if std > 0.0:
-            x = x + std * noise_like(x, generator)
-    return x
+    return ddim(denoiser, x, sigmas, cond=cond, generator=generator, callback=callback, eta=1.0)
 
 
 def euler_ancestral(
