@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.diffusion.objectives import NoiseDistribution, UniformT
-from genlab.diffusion.paths import Path, append_dims
+from genlab.diffusion.paths import Path
 from genlab.nets.mlp import sinusoidal_embedding
 
 
@@ -78,8 +78,7 @@ class NoiseAwareClassifier(nn.Module):
         sigma = torch.as_tensor(sigma, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
-        c = self.path.coefs(self.path.t_from_noise(sigma.to(torch.float64)))
-        x_t = x * append_dims(c.alpha, x.ndim).to(x.dtype)  # (B, ...)
+        x_t, c = self.path.from_canonical(x, sigma)  # (B, ...)
         return self.net(x_t, self.path.net_time(c.t).to(x.dtype))  # (B, C)
 
     def loss(
@@ -95,10 +94,7 @@ class NoiseAwareClassifier(nn.Module):
         t = self.noise.sample_t(x.shape[0], self.path, generator=generator).to(x.device)
         c = self.path.coefs(t)  # float64, (B,)
         eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        x_t = (
-            append_dims(c.alpha, x.ndim).to(x.dtype) * x
-            + append_dims(c.sigma, x.ndim).to(x.dtype) * eps
-        )  # (B, ...)
+        x_t = self.path.add_noise(x, eps, c)  # (B, ...)
         logits = self.net(x_t, self.path.net_time(t).to(x.dtype))  # (B, C)
         return F.cross_entropy(logits, cond.long(), reduction="none")
 

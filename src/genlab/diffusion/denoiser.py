@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.diffusion.parameterization import Parameterization
-from genlab.diffusion.paths import Path, append_dims
+from genlab.diffusion.paths import Path
 
 
 class Denoiser(nn.Module):
@@ -42,8 +42,7 @@ class Denoiser(nn.Module):
         sigma = torch.as_tensor(sigma, device=x.device)
         if sigma.ndim == 0:
             sigma = sigma.expand(x.shape[0])
-        c = self.path.coefs(self.path.t_from_noise(sigma.to(torch.float64)))
-        x_t = x * append_dims(c.alpha, x.ndim).to(x.dtype)  # (B, ...)
+        x_t, c = self.path.from_canonical(x, sigma)  # (B, ...)
         net_x, net_t = self.parameterization.net_inputs(x_t, c, self.path)
         out = self.net(net_x, net_t.to(x.dtype), cond)  # (B, ...)
         return self.parameterization.to_x0(out, x_t, c).to(x.dtype)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.diffusion.parameterization import Parameterization
-from genlab.diffusion.paths import Coefs, DDPMPath, Path, append_dims
+from genlab.diffusion.paths import Coefs, DDPMPath, Path
 from genlab.errors import ConfigError
 
 
@@ -181,10 +181,7 @@ class DenoisingLoss:
         t = self.noise.sample_t(x0.shape[0], self.path, generator=generator).to(x0.device)
         c = self.path.coefs(t)  # float64 coefficients, (B,)
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        x_t = (
-            append_dims(c.alpha, x0.ndim).to(x0.dtype) * x0
-            + append_dims(c.sigma, x0.ndim).to(x0.dtype) * eps
-        )
+        x_t = self.path.add_noise(x0, eps, c)  # (B, ...)
         net_x, net_t = self.parameterization.net_inputs(x_t, c, self.path)
         out = net(net_x, net_t.to(x0.dtype), cond)  # (B, ...)
         target = self.parameterization.target(x0, eps, c)

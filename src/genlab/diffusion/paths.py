@@ -66,6 +66,17 @@ class Path(ABC):
         """Time input of the network: 1000 t for paths on [0, 1]."""
         return 1000.0 * t
 
+    def from_canonical(self, x: Tensor, sigma: Tensor) -> tuple[Tensor, Coefs]:
+        """Canonical state x = x0 + sigma eps, sigma (B,) -> (x_t = alpha x, coefficients).
+        Coefficients are computed in float64; x_t keeps x's dtype."""
+        c = self.coefs(self.t_from_noise(sigma.to(torch.float64)))
+        return x * append_dims(c.alpha, x.ndim).to(x.dtype), c
+
+    def add_noise(self, x0: Tensor, eps: Tensor, c: Coefs) -> Tensor:
+        """x_t = alpha x0 + sigma eps at the coefficients `c` (shape (B,))."""
+        a = append_dims(c.alpha, x0.ndim).to(x0.dtype)
+        return a * x0 + append_dims(c.sigma, x0.ndim).to(x0.dtype) * eps
+
     @property
     def sigma_min(self) -> float:
         return float(self.noise_level(torch.tensor(self.t_min, dtype=torch.float64)))
