@@ -307,6 +307,8 @@ class TrainSection(_Section):
     val_fraction: float = Field(_TRAIN_DEFAULTS.val_fraction, ge=0, lt=1)
     select: Literal["last", "best"] = "last"
     val_use_ema: bool = _TRAIN_DEFAULTS.val_use_ema
+    max_seconds: float = Field(_TRAIN_DEFAULTS.max_seconds, ge=0)
+    time_clock: Literal["wall", "cpu"] = "wall"
 
     @field_validator("betas")
     @classmethod

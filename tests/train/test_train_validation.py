@@ -10,6 +10,7 @@ import torch
 from _train_models import (
     Crash,
     LinearRegression,
+    NoisyMLP,
     make_data,
     make_model,
     make_overfit,
@@ -292,3 +293,32 @@ def test_validation_config_errors(tmp_path) -> None:
         cfg = TrainConfig(**{**base, "steps": 6, name: value})
         with pytest.raises(ConfigError, match=f"train.{name}"):
             fit(make_model(), data, cfg, tmp_path / "run", cond=cond, resume=True)
+
+
+def test_time_budget_stops_validates_and_resumes(tmp_path) -> None:
+    data, cond = make_data()
+    cfg = TrainConfig(steps=10_000, batch_size=16, log_every=1000, checkpoint_every=1000,
+                      val_every=1000, val_fraction=0.25, select="best", progress=False,
+                      max_seconds=0.3, time_clock="wall")  # fmt: skip
+    model = NoisyMLP()
+    model.sleep = 0.02  # each step takes >= 20 ms of wall time
+    result = fit(model, data, cfg, tmp_path / "run", cond=cond)
+    assert result.stop_reason == "time" and not result.stopped_early
+    assert 5 <= result.steps <= 0.3 / 0.02 + 1  # about 15 steps of 20 ms, never far beyond
+    state = ckpt.read_trainer_state(ckpt.latest_checkpoint(tmp_path / "run"))
+    assert state["step"] == result.steps and state["train_seconds"] >= 0.3
+    # validation ran at the stopping step although it is no multiple of val_every
+    assert result.best_step == result.steps and result.checkpoint.name == "best"
+    # a resumed run with the budget used up returns at once; a larger budget continues
+    again = fit(NoisyMLP(), data, cfg, tmp_path / "run", cond=cond, resume=True)
+    assert again.steps == result.steps and again.stop_reason == "time"
+    more = TrainConfig(**{**cfg.to_dict(), "max_seconds": 0.0, "steps": result.steps + 3})
+    longer = fit(NoisyMLP(), data, more, tmp_path / "run", cond=cond, resume=True)
+    assert longer.steps == result.steps + 3 and longer.stop_reason == "steps"
+
+
+def test_time_budget_config_errors() -> None:
+    with pytest.raises(ConfigError, match="max_seconds"):
+        TrainConfig(max_seconds=-1.0)
+    with pytest.raises(ConfigError, match="time_clock"):
+        TrainConfig(time_clock="sundial")

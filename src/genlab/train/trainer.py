@@ -18,6 +18,13 @@ evaluation) inside a forked RNG, so training is bit-identical to a run without v
 apart from where it stops. The best score is kept in `checkpoints/best/`; after `patience`
 evaluations without improvement `fit` stops early. The bookkeeping is part of the trainer
 state, so resume stays exact.
+
+Time budget (`max_seconds > 0`, in `fit`): training stops after that many seconds spent in
+optimizer steps (validation, logging and checkpoints are not counted), measured on the
+`time_clock`: "wall" (time.perf_counter) or "cpu" (this process's CPU time, steadier than
+wall time on a shared machine). The seconds used are part of the trainer state, so a resumed
+run continues the same budget; where a timed run stops depends on the machine, so such runs
+are reproducible only up to their stopping step.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ _TRAJECTORY_FIELDS = (
 # fields that change the meaning of the saved validation bookkeeping
 _VALIDATION_FIELDS = ("val_every", "val_seed", "val_use_ema")
 SELECT_CHOICES = ("last", "best")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 @dataclass
@@ -77,6 +85,8 @@ class TrainConfig:
     val_fraction: float = 0.0  # > 0 and no val data given: carve this much of the train data
     select: str = "last"  # weights fit leaves in the model: "last" or "best" (validation)
     val_use_ema: bool = True  # score the EMA weights (else the raw weights)
+    max_seconds: float = 0.0  # > 0: stop after this much training time (see time_clock)
+    time_clock: str = "wall"  # clock of max_seconds: "wall" or "cpu" (process CPU time)
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -96,6 +106,10 @@ class TrainConfig:
             raise ConfigError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.select not in SELECT_CHOICES:
             raise ConfigError(f"train.select must be 'last' or 'best', got {self.select!r}")
+        if self.max_seconds < 0:
+            raise ConfigError(f"train.max_seconds must be >= 0, got {self.max_seconds}")
+        if self.time_clock not in CLOCKS:
+            raise ConfigError(f"train.time_clock must be 'wall' or 'cpu', got {self.time_clock!r}")
         if self.val_every == 0 and (self.patience > 0 or self.select == "best"):
             raise ConfigError("train.patience > 0 and train.select = 'best' need val_every > 0")
 
@@ -130,6 +144,7 @@ class TrainResult:
     run_dir: Path
     elapsed: float  # seconds of training over all sessions of the run
     stopped_early: bool = False  # validation patience ran out before cfg.steps
+    stop_reason: str = "steps"  # "steps", "patience" or "time" (cfg.max_seconds used up)
     best_step: int | None = None  # step of the best validation score (None: no validation)
     best_val: float | None = None  # the best validation score
 
@@ -207,6 +222,7 @@ class TrainState:
     best_val: float | None = None  # best validation score so far
     best_step: int | None = None  # the step it was reached at
     bad_evals: int = 0  # evaluations since the last improvement
+    train_seconds: float = 0.0  # time spent in optimizer steps, on cfg.time_clock
 
     @classmethod
     def create(cls, model: nn.Module, cfg: TrainConfig) -> TrainState:
@@ -221,8 +237,8 @@ class TrainState:
         validation = {"best_val": self.best_val, "best_step": self.best_step,
                       "bad_evals": self.bad_evals}  # fmt: skip
         return {"step": self.step, "optimizer": self.optimizer.state_dict(),
-                "elapsed": self.elapsed, "train_config": cfg.to_dict(),
-                "validation": validation}  # fmt: skip
+                "elapsed": self.elapsed, "train_seconds": self.train_seconds,
+                "train_config": cfg.to_dict(), "validation": validation}  # fmt: skip
 
     def restore(self, ckpt_dir: Path, cfg: TrainConfig) -> None:
         """Load weights, EMA and optimizer state from a checkpoint directory."""
@@ -233,6 +249,7 @@ class TrainState:
         self.ema.load_state_dict(ckpt.read_tensors(ckpt_dir / ckpt.EMA_FILE, device))
         self.optimizer.load_state_dict(saved["optimizer"])
         self.step, self.elapsed = int(saved["step"]), float(saved.get("elapsed", 0.0))
+        self.train_seconds = float(saved.get("train_seconds", 0.0))
         validation = saved.get("validation") or {}
         best_val, best_step = validation.get("best_val"), validation.get("best_step")
         self.best_val = None if best_val is None else float(best_val)
@@ -252,6 +269,9 @@ class TrainState:
 
     def patience_exhausted(self, cfg: TrainConfig) -> bool:
         return cfg.val_every > 0 and cfg.patience > 0 and self.bad_evals >= cfg.patience
+
+    def out_of_time(self, cfg: TrainConfig) -> bool:
+        return cfg.max_seconds > 0 and self.train_seconds >= cfg.max_seconds
 
 
 def _check_same_trajectory(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
@@ -505,21 +525,28 @@ def fit(
         state.restore(last, cfg)
     metrics = _MetricsLog(run_dir / "metrics.jsonl", state.step, on_log)
     final_loss: float | None = None
-    stopped = state.patience_exhausted(cfg)  # a resumed run that already stopped
+    clock = CLOCKS[cfg.time_clock]
+    # a resumed run that already stopped returns at once
+    reason = "patience" if state.patience_exhausted(cfg) else "time" if state.out_of_time(cfg) else ""
     with _progress_bar(cfg, state.step) as bar, metrics:
         try:
-            for info in () if stopped else iter_train(state, data, cfg, cond=cond):
+            mark = clock()
+            for info in () if reason else iter_train(state, data, cfg, cond=cond):
+                state.train_seconds += clock() - mark  # the step ran inside the iterator
+                timed_out = state.out_of_time(cfg) and info.step < cfg.steps
                 val = None
-                if validate and info.step % cfg.val_every == 0:
+                if validate and (info.step % cfg.val_every == 0 or timed_out):
                     assert val_data is not None
                     val = _validate(state, cfg, val_data, val_cond, val_fn, run_dir, run_config)
-                    stopped = state.patience_exhausted(cfg)
-                logged = _after_step(info, state, cfg, metrics, bar, val, force_log=stopped)
+                    reason = "patience" if state.patience_exhausted(cfg) else ""
+                reason = reason or ("time" if timed_out else "")
+                logged = _after_step(info, state, cfg, metrics, bar, val, force_log=bool(reason))
                 final_loss = final_loss if logged is None else logged
-                if info.step % cfg.checkpoint_every == 0 or info.step == cfg.steps or stopped:
+                if info.step % cfg.checkpoint_every == 0 or info.step == cfg.steps or reason:
                     last = _save(run_dir, state, cfg, run_config)
-                if stopped:
+                if reason:
                     break
+                mark = clock()
         except TrainingDiverged as err:
             raise TrainingDiverged(f"{err}; last good checkpoint: {last or 'none'}") from None
     if last is None or ckpt.checkpoint_step(last) != state.step:
@@ -527,8 +554,10 @@ def fit(
     final = last
     if cfg.select == "best":
         final = _load_best(run_dir, state) or last
+    stopped = bool(reason) and state.step < cfg.steps
     return TrainResult(state.step, final_loss, final, run_dir, state.elapsed,
-                       stopped_early=stopped and state.step < cfg.steps,
+                       stopped_early=stopped and reason == "patience",
+                       stop_reason=reason if stopped else "steps",
                        best_step=state.best_step, best_val=state.best_val)  # fmt: skip
 
 
