@@ -10,7 +10,12 @@ from torch import Tensor, nn
 
 class GenerativeModel(nn.Module, ABC):
     """loss -> per-example values (B,); sample -> n draws. Families whose likelihood is
-    defined also implement `log_prob(x, cond=None) -> Tensor` in nats per example."""
+    defined also implement `log_prob(x, cond=None) -> Tensor` in nats per example.
+
+    `loss_is_nll` is True for families whose loss is a negative log-likelihood (or an upper
+    bound of one: the negative ELBO), in nats per example."""
+
+    loss_is_nll: bool = False
 
     @abstractmethod
     def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:

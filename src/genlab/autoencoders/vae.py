@@ -43,6 +43,8 @@ class LatentVAE(GenerativeModel):
     (N, latent_size) to (N, likelihood.n_params * D).
     """
 
+    loss_is_nll = True  # the negative ELBO, an upper bound of -log p(x)
+
     def __init__(
         self,
         encoder: nn.Module,

@@ -51,6 +51,8 @@ class ContinuousFlow(GenerativeModel):
     `loss`; `log_prob` and `sample` accept their own. The state has the network's dtype.
     """
 
+    loss_is_nll = True
+
     def __init__(
         self,
         net: nn.Module,

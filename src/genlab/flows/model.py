@@ -43,6 +43,8 @@ class NormalizingFlow(GenerativeModel):
     ``z_shape``: shape of the flow's output per example; default the flat (D,), which every
     builder in :mod:`genlab.flows.architectures` produces."""
 
+    loss_is_nll = True
+
     def __init__(
         self,
         flow: FlowLayer,
