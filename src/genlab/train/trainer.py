@@ -527,7 +527,8 @@ def fit(
     final_loss: float | None = None
     clock = CLOCKS[cfg.time_clock]
     # a resumed run that already stopped returns at once
-    reason = "patience" if state.patience_exhausted(cfg) else "time" if state.out_of_time(cfg) else ""
+    reason = ("patience" if state.patience_exhausted(cfg)
+              else "time" if state.out_of_time(cfg) else "")  # fmt: skip
     with _progress_bar(cfg, state.step) as bar, metrics:
         try:
             mark = clock()
