@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cli_helpers import assert_one_line_error, run_cli
 from PIL import Image
 
@@ -190,9 +191,16 @@ def test_bad_image_options_are_one_line(
     assert not (tmp_path / "run").exists()
 
 
-def test_image_data_needs_an_image_net() -> None:
-    with pytest.raises(ConfigError, match="net.name: 'mlp' is for vector data"):
-        RunConfig.from_dict({"data": {"name": "digits"}, "net": {"name": "mlp"}})
+def test_image_nets_are_checked_and_an_mlp_sees_flat_pixels() -> None:
+    from genlab.runs import build_net
+
+    cfg = RunConfig.from_dict({"data": {"name": "digits"}, "net": {"name": "mlp", "depth": 1}})
+    net = build_net(cfg, (1, 8, 8))
+    x = torch.randn(3, 1, 8, 8)
+    out = net(x, torch.zeros(3))
+    assert out.shape == x.shape
+    flat = net.net(x.flatten(1), torch.zeros(3))  # the same MLP on the flattened pixels
+    assert torch.equal(out, flat.reshape(x.shape))
     with pytest.raises(ConfigError, match="net.attention_levels: levels .2. outside 0..1"):
         RunConfig.from_dict({"data": {"name": "digits"},
                              "net": {"name": "unet", "attention_levels": [2]}})  # fmt: skip

@@ -31,7 +31,7 @@ from genlab.runs import (
     genlab_version,
     load_run,
     make_data,
-    resolve,
+    sampling_record,
     test_labels,
     train_run,
 )
@@ -185,14 +185,17 @@ def _scatter(cfg: RunConfig, x: torch.Tensor, out: Path) -> None:
 
     if x.shape[1] < 2:
         raise ConfigError(f"--out {out}: a scatter needs D >= 2 (got {x.shape[1]}); use .npy")
-    plot_samples(x, make_data(cfg.data).test, out, title=f"{cfg.model.preset} samples")
+    name = cfg.model.preset if cfg.model.is_diffusion else cfg.model.family
+    plot_samples(x, make_data(cfg.data).test, out, title=f"{name} samples")
 
 
 # ----------------------------------------------------------------------------- eval
 
 
-def _json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
-    return {k: (v if math.isfinite(v) else None) for k, v in metrics.items()}
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """Non-finite floats become null (JSON has no inf or NaN)."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in values.items()}  # fmt: skip
 
 
 def _metrics_table(title: str, metrics: dict[str, float]) -> Table:
@@ -215,14 +218,23 @@ def eval_(
     schedule: ScheduleOpt = None,
     seed: SeedOpt = None,
     guidance: GuidanceOpt = None,
+    likelihood: Annotated[
+        bool,
+        typer.Option(
+            "--likelihood",
+            help="Also the test log-likelihood ([likelihood] settings; bits/dim for image runs).",
+        ),
+    ] = False,
 ) -> None:
     """Sample a run and compare with its held-out test split; write RUN_DIR/eval.json.
 
     Point runs: sliced W2, MMD, energy distance vs the floor. Image runs (8x8 grey): FD,
     KID, precision/recall (and class accuracy of conditional runs) in the digits network's
-    feature space, each next to its noise floor (real train images vs the test split)."""
+    feature space, each next to its noise floor (real train images vs the test split).
+    --likelihood adds the test NLL (nats; bits/dim of the discrete pixels for image runs)."""
     run = load_run(run_dir)
     data = make_data(run.config.data)
+    estimates = _test_likelihood(run, data) if likelihood else []
     spec = _spec(run.config, sampler, nfe, schedule)
     seed = run.config.sample.seed if seed is None else seed
     count = n or data.test.shape[0]
@@ -238,16 +250,32 @@ def eval_(
     else:
         metrics = evaluate(x, data, seed=seed)
         meets = metrics["sw2_ratio"] <= 2.0
-    used = dict(zip(("sampler", "nfe", "schedule"), resolve(run.model, spec), strict=True))
+    used = sampling_record(run.model, spec)
     record: dict[str, Any] = {
         "checkpoint": str(run.checkpoint), **used, "n": count, "seed": seed,
         "guidance": guidance, "metrics": _json_safe(metrics), "meets_target": meets,
     }  # fmt: skip
+    if estimates:
+        record["likelihood"] = [_json_safe(e.as_dict()) for e in estimates]
     (run.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
-    title = f"{run.run_dir} ({used['sampler']}, nfe {used['nfe']}, n {count})"
+    nfe = "" if used["nfe"] is None else f", nfe {used['nfe']}"
+    title = f"{run.run_dir} ({used['sampler']}{nfe}, n {count})"
     table = _image_table(title, metrics) if run.is_image else _metrics_table(title, metrics)
     console.print(table)
+    for e in estimates:
+        bpd = "" if e.bpd is None else f", {e.bpd:.4f} ± {e.bpd_se:.4f} bits/dim"
+        console.print(f"test NLL ({e.name}, {e.n} examples): {e.nats:.4f} ± {e.nats_se:.4f} "
+                      f"nats{bpd}")  # fmt: skip
     console.print(f"wrote {run.run_dir / 'eval.json'}")
+
+
+def _test_likelihood(run: Run, data: Any) -> list[Any]:
+    from genlab.eval.likelihood import estimate
+
+    s = run.config.likelihood
+    x = data.test[: s.n]
+    cond = None if data.test_labels is None else data.test_labels[: s.n]
+    return estimate(run.model, x, s, cond=cond, image=run.is_image)
 
 
 IMAGE_TARGET_RATIO = 3.0  # FD within 3x its noise floor

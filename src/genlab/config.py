@@ -1,15 +1,23 @@
 """Run configuration: typed pydantic models with a TOML <-> dict round trip (STYLE.md 12).
 
-A run config has five sections::
+A run config has these sections::
 
     [data]   name (a toy set, "gmm-ring", "points" with `path`, "digits", "images" with
-             `path`), n_train, n_test, seed; image sets: size, channels, hflip, labels
-    [model]  preset, optional overrides path / parameterization / noise / weighting, each a
+             `path`), n_train, n_test, seed; image sets: size, channels, hflip, labels,
+             dequantize (model the discrete levels by uniform dequantisation) and logit
+    [model]  family ("diffusion", "nice", "realnvp", "glow", "cnf", "vae"); diffusion:
+             preset, optional overrides path / parameterization / noise / weighting, each a
              registry name with an optional `<piece>_options` table of constructor arguments;
              num_classes (0 = unconditional), label_dropout (classifier-free guidance)
-    [net]    name ("mlp", "unet", "dit") and that network's options (`NET_DEFAULTS`)
+    [net]    name ("mlp", "unet", "dit") and that network's options (`NET_DEFAULTS`);
+             the network of the diffusion and cnf families ("mlp" flattens images)
+    [flow]   nice / realnvp / glow: couplings and their networks (`FlowSection`)
+    [cnf]    cnf: trace estimator and ODE tolerances of training (`CNFSection`)
+    [vae]    vae: latent size, MLP size, decoder likelihood (`VAESection`)
     [train]  the fields of `genlab.train.TrainConfig` (grad_clip = 0 turns clipping off)
     [sample] sampler, nfe, schedule (preset defaults when absent), n, seed
+    [likelihood] how `genlab eval --likelihood` and `genlab bench likelihood` estimate the
+             test log-likelihood (`LikelihoodSection`)
 
 Every key is checked: an unknown key, a name missing from its registry or an impossible value
 raises `ConfigError` with one line naming the key, e.g.
@@ -23,7 +31,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -84,6 +92,14 @@ class DataConfig(_Section):
     read by `genlab.data.images.load_images`; `size` and `channels` apply to folders; the test
     split is `n_test` images, 10% by default). `hflip` adds mirrored copies of the training
     images; `labels` uses the class labels (needed by a class-conditional model).
+
+    Likelihoods of image data: pixels are discrete levels (17 for digits, 256 for 8-bit
+    images). `dequantize = true` makes the model a continuous density of uniformly
+    dequantised levels (`genlab.discrete.Dequantized`: it sees 2s - 1 in [-1, 1), or
+    logit(a + (1 - 2a) s) with `logit = a`), so its `log_prob` bounds the probability of the
+    discrete pixels. Digits with validation on (`train.val_every > 0` and no
+    `train.val_fraction`) hold out the last 144 of the 1437 training images for it (the
+    split of the flows_digits protocol); the test split is never used for selection.
     """
 
     name: str = "moons"
@@ -95,6 +111,8 @@ class DataConfig(_Section):
     channels: int | None = None
     hflip: bool = False
     labels: bool = False
+    dequantize: bool = False  # image sets: a continuous model of the discrete levels
+    logit: float | None = Field(None, ge=0, lt=0.5)  # dequantize: y = logit(a + (1-2a) s)
 
     @field_validator("name")
     @classmethod
@@ -123,9 +141,11 @@ class DataConfig(_Section):
         for key in ("size", "channels"):
             if getattr(self, key) is not None and self.name != registry.IMAGES:
                 raise _key_error(key, f"only allowed with data.name = 'images' (got {self.name!r})")
-        for key in ("hflip", "labels"):
+        for key in ("hflip", "labels", "dequantize"):
             if getattr(self, key) and not self.is_image:
                 raise _key_error(key, f"only for image data sets (got {self.name!r})")
+        if self.logit is not None and not self.dequantize:
+            raise _key_error("logit", "needs data.dequantize = true")
         if self.name == registry.DIGITS:
             for key in ("n_train", "n_test"):
                 if getattr(self, key) is not None:
@@ -139,9 +159,19 @@ class DataConfig(_Section):
         return self.n_train or n_train, self.n_test or n_test
 
 
-class ModelConfig(_Section):
-    """A preset (`genlab.diffusion.presets.PRESETS`) with any piece replaced by name."""
+DIFFUSION = "diffusion"
+FLOWS = ("nice", "realnvp", "glow")
+FAMILIES = (DIFFUSION, *FLOWS, "cnf", "vae")
+_DIFFUSION_KEYS = ("preset", "path", "path_options", "parameterization",
+                   "parameterization_options", "noise", "noise_options", "weighting",
+                   "weighting_options", "num_classes", "label_dropout")  # fmt: skip
 
+
+class ModelConfig(_Section):
+    """The model family; for diffusion a preset (`genlab.diffusion.presets.PRESETS`) with any
+    piece replaced by name (the other families take their options from their own section)."""
+
+    family: str = DIFFUSION
     preset: str = "flow-matching"
     path: str | None = None
     path_options: dict[str, Any] = Field(default_factory=dict)
@@ -154,10 +184,19 @@ class ModelConfig(_Section):
     num_classes: int = Field(0, ge=0)  # > 0: class-conditional on labels 0..num_classes-1
     label_dropout: float = Field(0.0, ge=0, lt=1)  # > 0: labels -> null (= num_classes) w.p.
 
+    @field_validator("family")
+    @classmethod
+    def _family(cls, v: str) -> str:
+        return _one_of(v, FAMILIES)
+
     @field_validator("preset")
     @classmethod
     def _preset(cls, v: str) -> str:
         return _one_of(v, registry.PRESETS)
+
+    @property
+    def is_diffusion(self) -> bool:
+        return self.family == DIFFUSION
 
     @field_validator("path")
     @classmethod
@@ -197,6 +236,12 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _buildable(self) -> ModelConfig:
+        if not self.is_diffusion:
+            for key in _DIFFUSION_KEYS:
+                if key in self.model_fields_set:
+                    raise _key_error(key, f"only for model.family = 'diffusion' "
+                                          f"(got {self.family!r})")  # fmt: skip
+            return self
         if self.label_dropout > 0 and self.num_classes == 0:
             raise _key_error("label_dropout", "needs a class-conditional model (num_classes > 0)")
         for piece in PIECES:  # each override on its own, so the error names its key
@@ -223,7 +268,7 @@ def _try_build(table: dict[str, Any], comp: Component, key: str) -> None:
 
 
 NET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden": 256, "depth": 3, "time_dim": 64},
+    "mlp": {"hidden": 256, "depth": 3, "time_dim": 64, "dropout": 0.0},
     "unet": {"channels": 32, "channel_mult": (1, 2), "num_res_blocks": 1,
              "attention_levels": (1,), "head_dim": 32, "dropout": 0.0, "use_checkpoint": False},
     "dit": {"patch_size": 2, "hidden": 128, "depth": 4, "num_heads": 4, "mlp_ratio": 4.0,
@@ -244,7 +289,7 @@ class NetConfig(_Section):
     num_res_blocks: int | None = Field(None, ge=1)  # unet
     attention_levels: tuple[int, ...] | None = None  # unet
     head_dim: int | None = Field(None, ge=1)  # unet
-    dropout: float | None = Field(None, ge=0, lt=1)  # unet
+    dropout: float | None = Field(None, ge=0, lt=1)  # mlp, unet
     patch_size: int | None = Field(None, ge=1)  # dit
     num_heads: int | None = Field(None, ge=1)  # dit
     mlp_ratio: float | None = Field(None, gt=0)  # dit
@@ -281,6 +326,71 @@ class NetConfig(_Section):
             got = f"got {opts['hidden']}, {opts['num_heads']} heads"
             raise _key_error("hidden", f"must be a multiple of 4 and of num_heads ({got})")
         return self
+
+
+class FlowSection(_Section):
+    """Normalizing flows (`genlab.flows.architectures`). Images: `levels` scales, each with
+    `steps` couplings (realnvp; plus `checkerboard` couplings at full resolution) or Glow
+    steps (actnorm, 1x1 convolution, coupling), conditioners are CNNs of width `hidden`.
+    Vectors: `steps` couplings (Glow steps) with MLP conditioners of `layers` x `hidden`.
+    NICE: `steps` additive couplings of MLPs `layers` x `hidden` over the flattened data,
+    then the diagonal scaling. `scale` bounds affine log-scales (default: tanh for realnvp,
+    sigmoid for glow); `dropout` acts in the image conditioners."""
+
+    steps: int = Field(8, ge=1)
+    hidden: int = Field(64, ge=1)
+    layers: int = Field(2, ge=1)
+    levels: int = Field(2, ge=1)
+    checkerboard: int = Field(4, ge=0)
+    scale: Literal["tanh", "sigmoid"] | None = None
+    lu: bool = True
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class CNFSection(_Section):
+    """FFJORD training (`genlab.flows.cnf.ContinuousFlow`): the divergence by the exact
+    trace or Hutchinson's estimator with `probes` draws of `probe` noise, dopri5 (or
+    `method`) at `rtol`/`atol`."""
+
+    trace: Literal["exact", "hutchinson"] = "hutchinson"
+    probe: Literal["rademacher", "gaussian"] = "rademacher"
+    probes: int = Field(1, ge=1)
+    rtol: float = Field(1e-3, gt=0)
+    atol: float = Field(1e-3, gt=0)
+    method: str = "dopri5"
+
+
+class VAESection(_Section):
+    """Gaussian VAE with MLP encoder and decoder (`genlab.autoencoders.VAE.with_mlp`).
+    `decoder`: "auto" is the discretised logistic over the data's levels for image data
+    (a probability of the discrete pixels) and a Gaussian with predicted variance otherwise."""
+
+    latent: int = Field(16, ge=1)
+    hidden: int = Field(512, ge=1)
+    depth: int = Field(2, ge=1)
+    decoder: Literal["auto", "discretized_logistic", "gaussian", "bernoulli"] = "auto"
+
+
+class LikelihoodSection(_Section):
+    """Test log-likelihood settings (`genlab.eval.likelihood`). Dequantised image data average
+    `draws` fixed dequantisation draws (seeds `seed`, `seed` + 1, ...); `n` limits the test
+    examples (None: all). ODE families (diffusion, cnf) use the exact trace or Hutchinson
+    with `probes` Rademacher probes and dopri5 at `rtol`/`atol`; the VAE reports the ELBO
+    (`elbo_draws` posterior draws) and the IWAE bound with `k` importance samples.
+    `select`: "loss" validates on the training loss, "nll" on this likelihood of the
+    validation data (one draw, `val_n` examples; the diffusion loss is no likelihood)."""
+
+    draws: int = Field(10, ge=1)
+    seed: int = Field(1000, ge=0)
+    n: int | None = Field(None, ge=1)
+    trace: Literal["exact", "hutchinson"] = "hutchinson"
+    probes: int = Field(1, ge=1)
+    rtol: float = Field(1e-5, gt=0)
+    atol: float = Field(1e-5, gt=0)
+    k: int = Field(1000, ge=1)
+    elbo_draws: int = Field(10, ge=1)
+    select: Literal["loss", "nll"] = "loss"
+    val_n: int | None = Field(None, ge=1)
 
 
 class TrainSection(_Section):
@@ -343,6 +453,10 @@ class SampleSection(_Section):
         return None if v is None else _one_of(v, registry.GRIDS)
 
 
+_SECTIONS: dict[str, type[_Section]] = {"flow": FlowSection, "cnf": CNFSection,
+                                        "vae": VAESection}  # fmt: skip
+
+
 class RunConfig(_Section):
     """A whole run: data, model, net, training and sampling."""
 
@@ -351,15 +465,29 @@ class RunConfig(_Section):
     net: NetConfig = Field(default_factory=NetConfig)
     train: TrainSection = Field(default_factory=TrainSection)
     sample: SampleSection = Field(default_factory=SampleSection)
+    flow: FlowSection | None = None
+    cnf: CNFSection | None = None
+    vae: VAESection | None = None
+    likelihood: LikelihoodSection = Field(default_factory=LikelihoodSection)
 
     @model_validator(mode="after")
     def _sections_agree(self) -> RunConfig:
         data, net, model = self.data, self.net, self.model
+        family = model.family
+        own = {"flow": family in FLOWS, "cnf": family == "cnf", "vae": family == "vae"}
+        for section, allowed in own.items():
+            if getattr(self, section) is None and allowed:
+                setattr(self, section, _SECTIONS[section]())
+            elif getattr(self, section) is not None and not allowed:
+                raise _key_error(section, f"not a section of model.family = {family!r}")
+        if "net" in self.model_fields_set and family not in (DIFFUSION, "cnf"):
+            raise _key_error("net", f"model.family = {family!r} has no [net] (its networks "
+                                    f"are set in its own section)")  # fmt: skip
+        if data.is_image and family != "vae" and family != DIFFUSION and not data.dequantize:
+            raise _key_error("data.dequantize", f"model.family = {family!r} is a density of "
+                                                "continuous data: set data.dequantize = true "
+                                                "for image data")  # fmt: skip
         image_net = net.name in registry.IMAGE_NETS
-        if data.is_image and not image_net:
-            raise _key_error("net.name", f"{net.name!r} is for vector data; image data "
-                                         f"({data.name!r}) needs one of "
-                                         f"{', '.join(registry.IMAGE_NETS)}")  # fmt: skip
         if image_net and not data.is_image:
             raise _key_error("net.name", f"{net.name!r} is for image data "
                                          f"(data.name = {data.name!r} is vector data)")  # fmt: skip
@@ -379,6 +507,17 @@ class RunConfig(_Section):
     def is_image(self) -> bool:
         return self.data.is_image
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML types; unset optional values (None) and the keys of other
+        families (a flow's [net], a VAE's preset) are left out, so the dict validates again."""
+        values = self.model_dump(mode="json", exclude_none=True)
+        if not self.model.is_diffusion:
+            for key in _DIFFUSION_KEYS:
+                values["model"].pop(key, None)
+        if self.model.family not in (DIFFUSION, "cnf"):
+            values.pop("net", None)
+        return values
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Validate a plain dict; errors become one-line `ConfigError`s naming the key."""
@@ -386,10 +525,6 @@ class RunConfig(_Section):
             return cls.model_validate(values)
         except ValidationError as err:
             raise ConfigError(format_validation_error(err, cls)) from None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/TOML types; unset optional values (None) are left out."""
-        return self.model_dump(mode="json", exclude_none=True)
 
     @classmethod
     def from_toml(cls, text: str) -> RunConfig:
@@ -460,11 +595,16 @@ def _fields_at(root: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
     model: type[BaseModel] = root
     for part in loc:
         field = model.model_fields.get(str(part))
-        if field is None or not isinstance(field.annotation, type):
+        if field is None:
             return []
-        if not issubclass(field.annotation, BaseModel):
+        kinds = [
+            a
+            for a in (get_args(field.annotation) or (field.annotation,))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]  # X or X | None
+        if not kinds:
             return []
-        model = field.annotation
+        model = kinds[0]
     return sorted(model.model_fields)
 
 

@@ -19,8 +19,15 @@ import torch
 from torch import Tensor, nn
 
 from genlab import registry
+from genlab.autoencoders import (
+    VAE,
+    BernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+)
 from genlab.config import DataConfig, RunConfig
-from genlab.data.digits import digits_split
+from genlab.data.digits import DIGITS_LEVELS, DIGITS_N_VAL, digits_split
 from genlab.data.gmm import GaussianMixture
 from genlab.data.images import load_images
 from genlab.data.points import load_points
@@ -28,11 +35,25 @@ from genlab.data.toy import make_toy
 from genlab.diffusion.guidance import ClassifierFreeGuidance
 from genlab.diffusion.model import Diffusion
 from genlab.diffusion.sample import sample as sample_with_budget
+from genlab.discrete import Dequantized
 from genlab.errors import ConfigError, DataError
 from genlab.eval.metrics import log_density_gap, sample_metrics, sliced_wasserstein
+from genlab.flows import (
+    Compose,
+    Flatten,
+    FlowLayer,
+    NormalizingFlow,
+    glow_image,
+    glow_vector,
+    nice,
+    realnvp_image,
+    realnvp_vector,
+)
+from genlab.flows.cnf import ContinuousFlow
 from genlab.nets.dit import DiT, DiTConfig
 from genlab.nets.mlp import MLP
 from genlab.nets.unet import UNet, UNetConfig
+from genlab.protocol import GenerativeModel
 from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
 
 CONFIG_FILE = "config.json"
@@ -64,6 +85,8 @@ class Data:
     gmm: GaussianMixture | None = None  # the exact density, for analytic sets
     train_labels: Tensor | None = None
     test_labels: Tensor | None = None
+    levels: int | None = None  # image sets: pixel levels of the [-1, 1] grid (17, 256)
+    holdout: int = 0  # the last `holdout` training rows are the set's own validation part
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -121,7 +144,31 @@ def _image_data(cfg: DataConfig, generator: torch.Generator) -> Data:
         train_y = None if train_y is None else torch.cat([train_y, train_y])
     if not cfg.labels:
         train_y = test_y = None
-    return Data(train.float().contiguous(), test.float().contiguous(), None, train_y, test_y)
+    digits = cfg.name == registry.DIGITS
+    holdout = DIGITS_N_VAL if digits and not cfg.hflip else 0
+    return Data(train.float().contiguous(), test.float().contiguous(), None, train_y, test_y,
+                levels=data_levels(cfg), holdout=holdout)  # fmt: skip
+
+
+def data_levels(cfg: DataConfig) -> int | None:
+    """Pixel levels of an image set (digits 0..16: 17; images: 8-bit, 256); None for vectors."""
+    if cfg.name == registry.DIGITS:
+        return DIGITS_LEVELS
+    return 256 if cfg.name == registry.IMAGES else None
+
+
+def split_holdout(
+    data: Data, cfg: RunConfig
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+    """(train, train labels, val, val labels) for `fit`: with validation on and no
+    `train.val_fraction`, a set's own validation part (digits: the last 144 training
+    images) is held out; otherwise everything trains (fit carves `val_fraction` itself)."""
+    h = data.holdout
+    if cfg.train.val_every == 0 or cfg.train.val_fraction > 0 or h == 0:
+        return data.train, data.train_labels, None, None
+    y = data.train_labels
+    return (data.train[:-h], None if y is None else y[:-h], data.train[-h:],
+            None if y is None else y[-h:])  # fmt: skip
 
 
 def make_data(cfg: DataConfig) -> Data:
@@ -145,12 +192,14 @@ def make_data(cfg: DataConfig) -> Data:
 
 
 def build_net(cfg: RunConfig, shape: tuple[int, ...]) -> nn.Module:
-    """The network of `[net]` for examples of `shape` ((D,) or (C, H, W))."""
+    """The network of `[net]` for examples of `shape` ((D,) or (C, H, W)); "mlp" over
+    images works on the flattened pixels."""
     opts, classes = cfg.net.options(), cfg.model.num_classes or None
     if cfg.net.name == "mlp":
-        if len(shape) != 1:
-            raise ConfigError(f"net.name: 'mlp' needs vector data (got shape {list(shape)})")
-        return MLP(shape[0], hidden=opts["hidden"], depth=opts["depth"], time_dim=opts["time_dim"])
+        mlp = MLP(math.prod(shape), hidden=opts["hidden"], depth=opts["depth"],
+                  time_dim=opts["time_dim"], num_classes=classes,
+                  dropout=opts["dropout"])  # fmt: skip
+        return mlp if len(shape) == 1 else FlatNet(mlp, shape)
     if len(shape) != 3:
         raise ConfigError(f"net.name: {cfg.net.name!r} needs images (got shape {list(shape)})")
     channels, height, width = shape
@@ -167,15 +216,93 @@ def build_net(cfg: RunConfig, shape: tuple[int, ...]) -> nn.Module:
     return net
 
 
-def build_model(cfg: RunConfig, shape: int | tuple[int, ...]) -> Diffusion:
-    """The network of `[net]` inside the preset of `[model]`, with its overrides; with
-    `model.label_dropout` > 0 the null label of classifier-free guidance is `num_classes`."""
+class FlatNet(nn.Module):
+    """A vector network (B, D) applied to images (B, C, H, W) through their flattened pixels."""
+
+    def __init__(self, net: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net, self.shape = net, tuple(shape)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        return self.net(x.flatten(1), t, cond).reshape(x.shape)
+
+
+def build_model(cfg: RunConfig, shape: int | tuple[int, ...]) -> GenerativeModel:
+    """The model of `[model]` for examples of `shape`: a diffusion preset (with its overrides;
+    with `model.label_dropout` > 0 the null label of classifier-free guidance is
+    `num_classes`), a normalizing flow, a CNF or a VAE; wrapped in `Dequantized` when
+    `data.dequantize` is set."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    net = build_net(cfg, shape)
-    m = cfg.model
-    null = m.num_classes if m.label_dropout > 0 else None
-    return Diffusion.from_preset(m.preset, net, shape, label_dropout=m.label_dropout,
-                                 null_label=null, **m.components())  # fmt: skip
+    m, family = cfg.model, cfg.model.family
+    model: GenerativeModel
+    if family == "diffusion":
+        null = m.num_classes if m.label_dropout > 0 else None
+        model = Diffusion.from_preset(m.preset, build_net(cfg, shape), shape,
+                                      label_dropout=m.label_dropout, null_label=null,
+                                      **m.components())  # fmt: skip
+    elif family == "cnf":
+        c = cfg.cnf
+        assert c is not None  # filled in by RunConfig
+        model = ContinuousFlow(build_net(cfg, shape), shape, trace=c.trace, probe=c.probe,
+                               n_probes=c.probes, rtol=c.rtol, atol=c.atol,
+                               method=c.method)  # fmt: skip
+    elif family == "vae":
+        model = _build_vae(cfg, shape)
+    else:
+        model = NormalizingFlow(_build_flow(cfg, shape), shape)
+    levels = data_levels(cfg.data)
+    if cfg.data.dequantize:
+        assert levels is not None  # checked by DataConfig: image sets only
+        return Dequantized(model, levels, logit=cfg.data.logit)
+    return model
+
+
+def _build_flow(cfg: RunConfig, shape: tuple[int, ...]) -> FlowLayer:
+    f, family = cfg.flow, cfg.model.family
+    assert f is not None  # filled in by RunConfig
+    dim = math.prod(shape)
+    if f.dropout > 0 and (len(shape) != 3 or family == "nice"):
+        raise ConfigError("flow.dropout: only the image realnvp and glow have dropout")
+    if family == "nice":
+        flow = nice(dim, n_couplings=f.steps, hidden=f.hidden, n_layers=f.layers)
+        return flow if len(shape) == 1 else Compose([Flatten(shape), flow])
+    scale = f.scale or ("tanh" if family == "realnvp" else "sigmoid")
+    if len(shape) == 3:
+        try:
+            if family == "realnvp":
+                return realnvp_image(shape, levels=f.levels, n_blocks=f.steps,
+                                     n_checkerboard=f.checkerboard, hidden=f.hidden,
+                                     scale=scale, dropout=f.dropout)  # fmt: skip
+            return glow_image(shape, levels=f.levels, n_steps=f.steps, hidden=f.hidden,
+                              lu=f.lu, scale=scale, dropout=f.dropout)  # fmt: skip
+        except ValueError as err:
+            raise ConfigError(f"flow.levels: {err}") from None
+    if family == "realnvp":
+        return realnvp_vector(dim, n_couplings=f.steps, hidden=f.hidden, n_layers=f.layers,
+                              scale=scale)  # fmt: skip
+    return glow_vector(dim, n_steps=f.steps, hidden=f.hidden, n_layers=f.layers, lu=f.lu,
+                       scale=scale)  # fmt: skip
+
+
+def _build_vae(cfg: RunConfig, shape: tuple[int, ...]) -> GenerativeModel:
+    v = cfg.vae
+    assert v is not None  # filled in by RunConfig
+    levels = data_levels(cfg.data)
+    decoder = v.decoder
+    if decoder == "auto":
+        image = levels is not None and not cfg.data.dequantize
+        decoder = "discretized_logistic" if image else "gaussian"
+    likelihood: Likelihood
+    if decoder == "discretized_logistic":
+        if levels is None or cfg.data.dequantize:
+            raise ConfigError("vae.decoder: 'discretized_logistic' is for image data on its "
+                              "grid (data.dequantize = false)")  # fmt: skip
+        likelihood = DiscretizedLogisticLikelihood(levels, low=-1.0, high=1.0)
+    elif decoder == "gaussian":
+        likelihood = GaussianLikelihood("predicted")
+    else:
+        likelihood = BernoulliLikelihood()
+    return VAE.with_mlp(shape, v.latent, likelihood, hidden=v.hidden, depth=v.depth)
 
 
 def run_record(cfg: RunConfig, shape: int | tuple[int, ...]) -> dict[str, Any]:
@@ -197,6 +324,7 @@ def train_run(
 ) -> tuple[TrainResult, Data]:
     """Build data and model from `cfg` and train into `run_dir` (see `genlab.train.fit`)."""
     data = make_data(cfg.data)
+    torch.manual_seed(cfg.train.seed)  # the initial weights
     model = build_model(cfg, data.shape)
     top = -1 if data.train_labels is None else int(data.train_labels.max())
     if top >= cfg.model.num_classes > 0:
@@ -205,9 +333,28 @@ def train_run(
     train_cfg = cfg.train.to_train_config()
     if progress is not None:
         train_cfg.progress = progress
-    result = fit(model, data.train, train_cfg, run_dir, cond=data.train_labels,
-                 run_config=run_record(cfg, data.shape), resume=resume)  # fmt: skip
+    train, train_y, val, val_y = split_holdout(data, cfg)
+    val_fn = None
+    if cfg.likelihood.select == "nll" and train_cfg.val_every > 0:
+        val_fn = _nll_score(cfg)
+    result = fit(model, train, train_cfg, run_dir, cond=train_y, val_data=val, val_cond=val_y,
+                 val_fn=val_fn, run_config=run_record(cfg, data.shape),
+                 resume=resume)  # fmt: skip
     return result, data
+
+
+def _nll_score(cfg: RunConfig) -> Callable[[nn.Module, Tensor, Tensor | None], float]:
+    """Validation by the test-time likelihood estimate (one draw): mean NLL in nats."""
+    from genlab.eval.likelihood import nll
+
+    settings = cfg.likelihood.model_copy(update={"draws": 1})
+    n = cfg.likelihood.val_n
+
+    def score(model: nn.Module, x: Tensor, c: Tensor | None) -> float:
+        x, c = x[:n], None if c is None else c[:n]
+        return float(nll(model, x, settings, cond=c).mean())
+
+    return score
 
 
 # ----------------------------------------------------------------------------- loading
@@ -219,7 +366,7 @@ class Run:
 
     run_dir: Path
     config: RunConfig
-    model: Diffusion
+    model: GenerativeModel
     shape: tuple[int, ...]
     checkpoint: Path
 
@@ -279,6 +426,21 @@ class SampleSpec:
     schedule: str | None = None
 
 
+def diffusion_of(model: nn.Module) -> Diffusion | None:
+    """The `Diffusion` of a run's model (inside `Dequantized`, if wrapped), else None."""
+    inner = model.model if isinstance(model, Dequantized) else model
+    return inner if isinstance(inner, Diffusion) else None
+
+
+def sampling_record(model: nn.Module, spec: SampleSpec) -> dict[str, Any]:
+    """What sampled: a diffusion run's resolved sampler, nfe and schedule; for the other
+    families their own exact sampler (ancestral, or the flow's inverse / ODE)."""
+    diffusion = diffusion_of(model)
+    if diffusion is None:
+        return {"sampler": "exact", "nfe": None, "schedule": None}
+    return dict(zip(("sampler", "nfe", "schedule"), resolve(diffusion, spec), strict=True))
+
+
 def resolve(model: Diffusion, spec: SampleSpec) -> tuple[str, int, str]:
     """(sampler, nfe, schedule) of `spec` with the model's defaults filled in, names checked."""
     sampler = spec.sampler or model.sampler
@@ -295,7 +457,7 @@ def resolve(model: Diffusion, spec: SampleSpec) -> tuple[str, int, str]:
 
 @torch.no_grad()
 def draw(
-    model: Diffusion,
+    model: GenerativeModel,
     n: int,
     spec: SampleSpec,
     *,
@@ -311,8 +473,16 @@ def draw(
     `cond` are class labels (n,) of a class-conditional model; `guidance` is the
     classifier-free guidance scale w (1 = conditional, 0 = unconditional; needs `cond` and a
     model trained with label dropout). `callback` receives the sampler's per-step dict
-    (`x`, `sigma`, `denoised`, ...).
+    (`x`, `sigma`, `denoised`, ...). Families other than diffusion draw with their own
+    exact sampler (sampler options, guidance and trajectories are diffusion-only).
     """
+    wrapped, diffusion = model, diffusion_of(model)
+    if diffusion is None:
+        if spec != SampleSpec() or guidance is not None or trajectory or callback is not None:
+            raise ConfigError("sampler, nfe, schedule, guidance and trajectories are options "
+                              "of diffusion runs; this run samples exactly")  # fmt: skip
+        return model.sample(n, cond, generator=torch.Generator().manual_seed(seed)), []
+    model = diffusion
     sampler, nfe, schedule = resolve(model, spec)
     denoiser: Callable[..., Tensor] = model.denoiser
     if guidance is not None:
@@ -332,9 +502,12 @@ def draw(
         )  # fmt: skip
     except ValueError as err:
         raise ConfigError(f"sampling with {sampler} at nfe={nfe}: {err}") from None
+    states: list[Tensor] = []
     if isinstance(out, tuple):
-        return out
-    return out, []
+        out, states = out
+    if isinstance(wrapped, Dequantized):  # the states stay in the model's representation
+        out = wrapped.unrepresent(out)
+    return out, states
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -26,6 +26,8 @@ class MLP(nn.Module):
 
     The time embedding (and the class embedding, when `num_classes` is set) is added to the
     first hidden layer. Label `num_classes` is the null label for classifier-free guidance.
+    `dropout` > 0 applies dropout (Srivastava et al. 2014) after every hidden activation,
+    in training mode only; at 0 no dropout layers are built (state-dict keys unchanged).
     """
 
     def __init__(
@@ -35,18 +37,22 @@ class MLP(nn.Module):
         depth: int = 3,
         time_dim: int = 64,
         num_classes: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dim, self.time_dim = dim, time_dim
         self.time_mlp = nn.Sequential(
             nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden)
         )
         self.inp = nn.Linear(dim, hidden)
         self.label = nn.Embedding(num_classes + 1, hidden) if num_classes else None
+        drop = [nn.Dropout(dropout)] if dropout > 0 else []
         blocks: list[nn.Module] = []
         for _ in range(depth - 1):
-            blocks += [nn.SiLU(), nn.Linear(hidden, hidden)]
-        self.body = nn.Sequential(*blocks, nn.SiLU(), nn.Linear(hidden, dim))
+            blocks += [nn.SiLU(), *drop, nn.Linear(hidden, hidden)]
+        self.body = nn.Sequential(*blocks, nn.SiLU(), *drop, nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         h = self.inp(x) + self.time_mlp(
