@@ -17,9 +17,8 @@ d); `trace="hutchinson"` uses tr(J) = E[e^T J e] with E[e e^T] = I (Hutchinson 1
 et al. 2019, eq. 7) and one fixed set of probes e per integration, which keeps the ODE
 deterministic for the adaptive solver and the estimate of log p unbiased.
 
-Image data. `dequantize` and `bits_per_dim` turn integer data into the continuous data a model
-is trained on and report the uniform-dequantisation bound in bits per dimension (Theis et al.
-2016, "A note on the evaluation of generative models", Sec. 3.1; Ho et al. 2019, Flow++, eq. 3).
+Image data are discrete: `genlab.discrete.Dequantized` wraps a model of uniformly dequantised
+pixels so that its `log_prob` bounds the probability of the pixels (bits per dimension).
 """
 
 from __future__ import annotations
@@ -263,63 +262,3 @@ def log_prob(
         denoiser, x, sigma_min=sigma_min, sigma_max=sigma_max, cond=cond, trace=trace,
         n_probes=n_probes, probe=probe, rtol=rtol, atol=atol, method=method, generator=generator,
     ).log_prob  # fmt: skip
-
-
-SCALINGS = ("uniform", "centered")
-
-
-def dequantize(
-    v: Tensor,
-    levels: int = 256,
-    *,
-    scaling: str = "uniform",
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, float]:
-    """Integer data v in {0..L-1} -> continuous x in [-1, 1] with uniform noise u ~ U[0, 1)^d.
-
-    - `uniform`:  x = 2 (v + u) / L - 1; the bins tile [-1, 1) exactly.
-    - `centered`: x = 2 (v + u - 1/2) / (L - 1) - 1; bin centres are the points 2 v/(L-1) - 1
-      a model trained on x = 2 v / (L - 1) - 1 sees.
-    Returns x (float64, v's shape) and `scale` = dx / d(v + u) per dimension (2/L or 2/(L-1)).
-    """
-    if scaling not in SCALINGS:
-        raise ValueError(f"unknown scaling {scaling!r}; allowed: {', '.join(SCALINGS)}")
-    u = torch.rand(v.shape, generator=generator, dtype=torch.float64).to(v.device)
-    y = v.to(torch.float64) + u
-    if scaling == "uniform":
-        scale = 2.0 / levels
-        return scale * y - 1.0, scale
-    scale = 2.0 / (levels - 1)
-    return scale * (y - 0.5) - 1.0, scale
-
-
-def bits_per_dim(
-    log_prob_fn: Callable[[Tensor], Tensor],
-    v: Tensor,
-    levels: int = 256,
-    *,
-    scaling: str = "uniform",
-    n_draws: int = 1,
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """Uniform-dequantisation bound on -log2 P(v) / d, per example (B,), for integer data v.
-
-    With y = v + u, u ~ U[0,1)^d, and x = scale * y + const (see `dequantize`), the discrete
-    model P(v) = int_[0,1)^d p_y(v + u) du satisfies (Jensen; Theis et al. 2016, eq. 6)
-    -log P(v) <= E_u[-log p_x(x)] - d log(scale), so
-
-        bits/dim = (E_u[-log p(x_deq)] + d log(1 / scale)) / (d ln 2),
-
-    with the expectation averaged over `n_draws` dequantisation draws. For L = 256 and the
-    `uniform` scaling, d log(1/scale) / (d ln 2) = 7 bits. `log_prob_fn` maps x (B, ...) in
-    float64 to log p(x) in nats (B,), e.g. `lambda x: model.log_prob(x)`.
-    """
-    if n_draws < 1:
-        raise ValueError(f"n_draws must be >= 1, got {n_draws}")
-    d = v[0].numel()
-    nll = torch.zeros(v.shape[0], dtype=torch.float64)
-    for _ in range(n_draws):
-        x, scale = dequantize(v, levels, scaling=scaling, generator=generator)
-        nll = nll + (-log_prob_fn(x)).detach().to("cpu", torch.float64)
-    nll = nll / n_draws  # (B,)
-    return (nll + d * math.log(1.0 / scale)) / (d * math.log(2.0))
