@@ -107,6 +107,19 @@ def test_maximum_likelihood_training_lowers_the_nll() -> None:
     assert float(flow.log_prob(data, rtol=1e-5, atol=1e-5).mean()) > before + 0.1
 
 
+def test_fixed_grid_solver_options() -> None:
+    """`options` go to torchdiffeq with the model's method (loss, log_prob, sample); a call that
+    names its own method does not inherit them. rk4 on a fine grid matches dopri5."""
+    flow = _tiny_flow(7, method="rk4", options={"step_size": 0.05})
+    x = torch.tensor([[0.4, -0.3], [1.1, 0.2]], dtype=torch.float64)
+    ref = flow.log_prob(x, method="dopri5", rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(flow.log_prob(x), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(-flow.loss(x).detach(), ref, atol=1e-6, rtol=0)
+    coarse = flow.log_prob(x, options={"step_size": 0.5})
+    assert not torch.allclose(coarse, ref, atol=1e-9, rtol=0)
+    assert flow.sample(3, generator=_gen(8)).shape == (3, 2)
+
+
 @pytest.fixture(scope="module")
 def fm_model() -> Diffusion:
     """A flow-matching model (linear path, velocity output) trained briefly, in float64."""

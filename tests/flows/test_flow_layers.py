@@ -91,6 +91,11 @@ CASES: dict[str, tuple[Callable[[], FlowLayer], tuple[int, ...], str]] = {
     "invconv_lu_vec": (lambda: InvConv1x1(4, lu=True), (4,), "real"),
     "compose": (lambda: Compose([Logit(), Squeeze(), InvConv1x1(4)]), (1, 4, 4), "unit"),
     "nice": (lambda: nice(6, n_couplings=3, hidden=16, n_layers=2), (6,), "real"),
+    "nice_dropout": (
+        lambda: nice(6, n_couplings=3, hidden=16, n_layers=2, dropout=0.5),
+        (6,),
+        "real",
+    ),
     "realnvp_vector": (lambda: realnvp_vector(2, n_couplings=3, hidden=16), (2,), "real"),
     "glow_vector": (lambda: glow_vector(3, n_steps=2, hidden=16), (3,), "real"),
     "realnvp_image": (

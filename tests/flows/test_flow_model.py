@@ -79,8 +79,12 @@ def test_image_models_invert_in_float64(name: str) -> None:
 
 def test_loss_is_discrete_nll_in_nats_and_matches_log_prob() -> None:
     torch.manual_seed(0)
-    model = NormalizingFlow(realnvp_image((1, 4, 4), levels=1, n_blocks=2, n_checkerboard=1,
-                                          hidden=8), (1, 4, 4), levels=17, preprocess=Logit())
+    model = NormalizingFlow(
+        realnvp_image((1, 4, 4), levels=1, n_blocks=2, n_checkerboard=1, hidden=8),
+        (1, 4, 4),
+        levels=17,
+        preprocess=Logit(),
+    )
     v = torch.randint(0, 17, (6, 1, 4, 4)).float()
     torch.manual_seed(5)
     loss = model.loss(v)
@@ -93,8 +97,12 @@ def test_loss_is_discrete_nll_in_nats_and_matches_log_prob() -> None:
 
 def test_dequantized_bpd_is_deterministic_and_consistent_with_log_prob() -> None:
     torch.manual_seed(0)
-    model = NormalizingFlow(glow_image((1, 4, 4), levels=1, n_steps=1, hidden=8), (1, 4, 4),
-                            levels=17, preprocess=Logit()).eval()
+    model = NormalizingFlow(
+        glow_image((1, 4, 4), levels=1, n_steps=1, hidden=8),
+        (1, 4, 4),
+        levels=17,
+        preprocess=Logit(),
+    ).eval()
     v = torch.randint(0, 17, (5, 1, 4, 4)).float()
     a = dequantized_bpd(model, v, range(3))
     b = dequantized_bpd(model, v, range(3))

@@ -107,3 +107,37 @@ def test_checkerboard_changes_only_unmasked_entries() -> None:
     kept = part.mask.bool().expand_as(x)
     torch.testing.assert_close(y[kept], x[kept])
     assert not torch.allclose(y[~kept], x[~kept])
+
+
+def _copy_parameters(dst: torch.nn.Module, src: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for pd, ps in zip(dst.parameters(), src.parameters(), strict=True):
+            pd.copy_(ps)
+
+
+def test_mlp_dropout_acts_in_training_mode_only() -> None:
+    plain = MLPConditioner(3, 4, 32, n_layers=3)
+    drop = MLPConditioner(3, 4, 32, n_layers=3, dropout=0.5)
+    with torch.no_grad():
+        plain.out.weight.normal_()
+    _copy_parameters(drop, plain)
+    x = torch.randn(8, 3)
+    drop.train()
+    assert not torch.equal(drop(x), drop(x))  # a fresh dropout mask per call
+    drop.eval()
+    torch.testing.assert_close(drop(x), plain(x))
+
+
+def test_nice_with_dropout_in_eval_mode_is_the_same_bijection() -> None:
+    torch.manual_seed(0)
+    flow = nice(6, n_couplings=3, hidden=16, n_layers=2, dropout=0.5).double()
+    ref = nice(6, n_couplings=3, hidden=16, n_layers=2).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.normal_()
+    _copy_parameters(ref, flow)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    z, ld = flow.eval()(x)
+    z_ref, ld_ref = ref.eval()(x)
+    torch.testing.assert_close(z, z_ref)
+    torch.testing.assert_close(ld, ld_ref)

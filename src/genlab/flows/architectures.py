@@ -34,20 +34,30 @@ __all__ = ["nice", "realnvp_vector", "glow_vector", "realnvp_image", "glow_image
 
 
 def nice(
-    dim: int, *, n_couplings: int = 4, hidden: int = 256, n_layers: int = 4, cond_dim: int = 0
+    dim: int,
+    *,
+    n_couplings: int = 4,
+    hidden: int = 256,
+    n_layers: int = 4,
+    cond_dim: int = 0,
+    dropout: float = 0.0,
 ) -> Compose:
-    """NICE on (B, dim) vectors: ``n_couplings`` additive couplings + diagonal scaling."""
+    """NICE on (B, dim) vectors: ``n_couplings`` additive couplings + diagonal scaling.
+
+    ``dropout``: in the coupling MLPs (training mode only; not in the NICE paper)."""
     layers: list[FlowLayer] = []
     for i in range(n_couplings):
         part = ChannelPartition(dim, flip=i % 2 == 1, interleave=True)
-        net = MLPConditioner(part.n_a, part.n_b, hidden, n_layers, cond_dim=cond_dim)
+        net = MLPConditioner(part.n_a, part.n_b, hidden, n_layers, cond_dim=cond_dim,
+                             dropout=dropout)  # fmt: skip
         layers.append(AdditiveCoupling(part, net))
     layers.append(DiagonalScaling((dim,)))
     return Compose(layers)
 
 
-def _affine_vector(dim: int, flip: bool, hidden: int, n_layers: int, scale: ScaleKind,
-                   cond_dim: int) -> AffineCoupling:
+def _affine_vector(
+    dim: int, flip: bool, hidden: int, n_layers: int, scale: ScaleKind, cond_dim: int
+) -> AffineCoupling:
     part = ChannelPartition(dim, flip=flip)
     net = MLPConditioner(part.n_a, 2 * part.n_b, hidden, n_layers, cond_dim=cond_dim)
     return AffineCoupling(part, net, scale=scale)
@@ -92,8 +102,9 @@ def glow_vector(
     return Compose(layers)
 
 
-def _channel_coupling(c: int, flip: bool, hidden: int, scale: ScaleKind, cond_dim: int,
-                      dropout: float) -> AffineCoupling:
+def _channel_coupling(
+    c: int, flip: bool, hidden: int, scale: ScaleKind, cond_dim: int, dropout: float
+) -> AffineCoupling:
     part = ChannelPartition(c, flip=flip)
     net = ConvConditioner(part.n_a, 2 * part.n_b, hidden, cond_dim=cond_dim, dropout=dropout)
     return AffineCoupling(part, net, scale=scale)

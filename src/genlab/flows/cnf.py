@@ -21,7 +21,7 @@ the exact trace (small d) or Hutchinson's estimator with fresh probes each call 
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -47,8 +47,11 @@ def _or(value: T | None, default: T) -> T:
 class ContinuousFlow(GenerativeModel):
     """FFJORD-style CNF with velocity network `net(x (B, *data_shape), time (B,), cond)`.
 
-    `trace`, `probe`, `n_probes`, `rtol`, `atol`, `method` and `adjoint` are the defaults of
-    `loss`; `log_prob` and `sample` accept their own. The state has the network's dtype.
+    `trace`, `probe`, `n_probes`, `rtol`, `atol`, `method`, `options` and `adjoint` are the
+    defaults of `loss`; `log_prob` and `sample` accept their own. `options` are torchdiffeq's
+    solver options (e.g. {"step_size": 0.125} for a fixed-grid `method` such as "rk4"); they
+    go with the model's `method` and apply only when a call does not name its own method.
+    The state has the network's dtype.
     """
 
     loss_is_nll = True
@@ -65,6 +68,7 @@ class ContinuousFlow(GenerativeModel):
         rtol: float = 1e-5,
         atol: float = 1e-5,
         method: str = "dopri5",
+        options: dict[str, Any] | None = None,
         adjoint: bool = False,
     ) -> None:
         super().__init__()
@@ -75,6 +79,7 @@ class ContinuousFlow(GenerativeModel):
         self.time_scale = time_scale  # net time = time_scale * t (paths.net_time: 1000 t)
         self.trace, self.probe, self.n_probes = trace, probe, n_probes
         self.rtol, self.atol, self.method, self.adjoint = rtol, atol, method, adjoint
+        self.options = None if options is None else dict(options)
 
     @classmethod
     def from_flow_matching(
@@ -100,6 +105,14 @@ class ContinuousFlow(GenerativeModel):
             model.net, model.data_shape, time_scale=scale, trace=trace, probe=probe,
             n_probes=n_probes, rtol=rtol, atol=atol, method=method,
         )  # fmt: skip
+
+    def _solver(
+        self, method: str | None, options: dict[str, Any] | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """(method, options) of a call: the model's options only go with the model's method."""
+        if method is None:
+            return self.method, _or(options, self.options)
+        return method, options
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -129,18 +142,20 @@ class ContinuousFlow(GenerativeModel):
         rtol: float | None = None,
         atol: float | None = None,
         method: str | None = None,
+        options: dict[str, Any] | None = None,
         generator: torch.Generator | None = None,
         differentiable: bool = False,
     ) -> LikelihoodResult:
         """The joint solve of x (t = 0) to z (t = 1) with its divergence integral; unset
         settings fall back to the model's."""
+        method, options = self._solver(method, options)
         x = x.to(self._dtype)
         flat = x.reshape(x.shape[0], -1)  # (B, d)
         return integrate_log_prob(
             self.field(tuple(x.shape), cond), flat, 0.0, 1.0, gaussian_log_prob,
             trace=_or(trace, self.trace), n_probes=_or(n_probes, self.n_probes),
             probe=_or(probe, self.probe), rtol=_or(rtol, self.rtol), atol=_or(atol, self.atol),
-            method=_or(method, self.method),
+            method=method, options=options,
             generator=generator, differentiable=differentiable,
             adjoint=differentiable and self.adjoint, params=list(self.net.parameters()),
         )  # fmt: skip
@@ -156,12 +171,13 @@ class ContinuousFlow(GenerativeModel):
         rtol: float | None = None,
         atol: float | None = None,
         method: str | None = None,
+        options: dict[str, Any] | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """log p(x) in nats per example (B,), no graph (Grathwohl et al. 2019, eq. 4)."""
         return self.log_prob_details(
             x, cond, trace=trace, n_probes=n_probes, probe=probe, rtol=rtol, atol=atol,
-            method=method, generator=generator,
+            method=method, options=options, generator=generator,
         ).log_prob  # fmt: skip
 
     def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -180,14 +196,16 @@ class ContinuousFlow(GenerativeModel):
         rtol: float | None = None,
         atol: float | None = None,
         method: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Tensor:
         """Solve dx/dt = v(x, t) from t_from to t_to (no trace); x (B, *data_shape)."""
+        method, options = self._solver(method, options)
         x = x.to(self._dtype)
         ts = torch.tensor([t_from, t_to], dtype=x.dtype, device=x.device)
         f = self.field(tuple(x.shape), cond)
         xs = odeint(
             lambda t, y: f(y, t), x.reshape(x.shape[0], -1), ts, rtol=_or(rtol, self.rtol),
-            atol=_or(atol, self.atol), method=_or(method, self.method),
+            atol=_or(atol, self.atol), method=method, options=options,
         )  # fmt: skip
         return xs[-1].reshape(x.shape)
 
@@ -201,11 +219,14 @@ class ContinuousFlow(GenerativeModel):
         rtol: float | None = None,
         atol: float | None = None,
         method: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Tensor:
         """n draws: z ~ N(0, I) at t = 1 transported to t = 0."""
         device = next(self.net.parameters()).device
         z = torch.randn((n, *self.data_shape), generator=generator, dtype=self._dtype).to(device)
-        return self.transport(z, 1.0, 0.0, cond, rtol=rtol, atol=atol, method=method)
+        return self.transport(
+            z, 1.0, 0.0, cond, rtol=rtol, atol=atol, method=method, options=options
+        )
 
 
 def flow_matching_log_prob(

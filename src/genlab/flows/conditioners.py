@@ -54,20 +54,30 @@ class ConvConditioner(nn.Module):
 
 
 class MLPConditioner(nn.Module):
-    """(B, in_dim) -> (B, out_dim): ``n_layers`` hidden ReLU layers, zero-initialised output."""
+    """(B, in_dim) -> (B, out_dim): ``n_layers`` hidden ReLU layers, zero-initialised output.
+
+    ``dropout`` > 0 applies dropout after every hidden ReLU (training mode only)."""
 
     def __init__(
-        self, in_dim: int, out_dim: int, hidden: int = 64, n_layers: int = 2, *, cond_dim: int = 0
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: int = 64,
+        n_layers: int = 2,
+        *,
+        cond_dim: int = 0,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
         self.first = nn.Linear(in_dim, hidden)
         self.embed = nn.Linear(cond_dim, hidden) if cond_dim > 0 else None
+        act: list[nn.Module] = [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
         body: list[nn.Module] = []
         for _ in range(n_layers - 1):
-            body += [nn.ReLU(), nn.Linear(hidden, hidden)]
-        body.append(nn.ReLU())
+            body += [*act, nn.Linear(hidden, hidden)]  # ReLU and Dropout hold no state
+        body += act
         self.body = nn.Sequential(*body)
         self.out = nn.Linear(hidden, out_dim)
         nn.init.zeros_(self.out.weight)

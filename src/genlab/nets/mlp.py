@@ -48,11 +48,14 @@ class MLP(nn.Module):
         )
         self.inp = nn.Linear(dim, hidden)
         self.label = nn.Embedding(num_classes + 1, hidden) if num_classes else None
-        drop = [nn.Dropout(dropout)] if dropout > 0 else []
+
+        def drop() -> list[nn.Module]:
+            return [nn.Dropout(dropout)] if dropout > 0 else []
+
         blocks: list[nn.Module] = []
         for _ in range(depth - 1):
-            blocks += [nn.SiLU(), *drop, nn.Linear(hidden, hidden)]
-        self.body = nn.Sequential(*blocks, nn.SiLU(), *drop, nn.Linear(hidden, dim))
+            blocks += [nn.SiLU(), *drop(), nn.Linear(hidden, hidden)]
+        self.body = nn.Sequential(*blocks, nn.SiLU(), *drop(), nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         h = self.inp(x) + self.time_mlp(
