@@ -335,7 +335,7 @@ class FlowSection(_Section):
     Vectors: `steps` couplings (Glow steps) with MLP conditioners of `layers` x `hidden`.
     NICE: `steps` additive couplings of MLPs `layers` x `hidden` over the flattened data,
     then the diagonal scaling. `scale` bounds affine log-scales (default: tanh for realnvp,
-    sigmoid for glow); `dropout` acts in the image conditioners."""
+    sigmoid for glow); `dropout` acts in the image conditioners and NICE's MLPs."""
 
     steps: int = Field(8, ge=1)
     hidden: int = Field(64, ge=1)

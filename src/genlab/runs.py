@@ -261,10 +261,11 @@ def _build_flow(cfg: RunConfig, shape: tuple[int, ...]) -> FlowLayer:
     f, family = cfg.flow, cfg.model.family
     assert f is not None  # filled in by RunConfig
     dim = math.prod(shape)
-    if f.dropout > 0 and (len(shape) != 3 or family == "nice"):
-        raise ConfigError("flow.dropout: only the image realnvp and glow have dropout")
+    if f.dropout > 0 and len(shape) != 3 and family != "nice":
+        raise ConfigError("flow.dropout: only NICE and the image realnvp and glow have dropout")
     if family == "nice":
-        flow = nice(dim, n_couplings=f.steps, hidden=f.hidden, n_layers=f.layers)
+        flow = nice(dim, n_couplings=f.steps, hidden=f.hidden, n_layers=f.layers,
+                    dropout=f.dropout)  # fmt: skip
         return flow if len(shape) == 1 else Compose([Flatten(shape), flow])
     scale = f.scale or ("tanh" if family == "realnvp" else "sigmoid")
     if len(shape) == 3:
