@@ -167,7 +167,6 @@ def run_one(
         log(f"[{path.stem}] cached: {rows_file}")
         return [Row(**r) for r in json.loads(rows_file.read_text())]
     log(f"[{path.stem}] training into {run_dir}")
-    wall0 = time.perf_counter()
     result, data = train_run(cfg, run_dir, resume=True, progress=False)
     run = load_run(run_dir)
     s = cfg.likelihood
@@ -200,7 +199,7 @@ def run_one(
         rows.append(Row(
             name=name, family=cfg.model.family, params=params, steps=result.steps,
             best_step=result.best_step, train_cpu_s=_train_seconds(run_dir, result),
-            train_wall_s=time.perf_counter() - wall0 - eval_s, val=val,
+            train_wall_s=result.elapsed, val=val,
             test=value if value is not None else math.nan, test_se=se or math.nan,
             unit=unit, notes=notes,
         ))  # fmt: skip
