@@ -347,17 +347,38 @@ class FlowSection(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
+ADAPTIVE_ODE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
+
 class CNFSection(_Section):
     """FFJORD training (`genlab.flows.cnf.ContinuousFlow`): the divergence by the exact
-    trace or Hutchinson's estimator with `probes` draws of `probe` noise, dopri5 (or
-    `method`) at `rtol`/`atol`."""
+    trace or Hutchinson's estimator with `probes` draws of `probe` noise, dopri5 (or another
+    adaptive `method`) at `rtol`/`atol`, or a fixed-grid `method` (e.g. "rk4") with time step
+    `step_size`. Likelihood evaluation always integrates with dopri5 at the `[likelihood]`
+    tolerances, so a model trained on a coarse grid is scored as the continuous flow it is.
+    Maximum likelihood on a coarse grid can exploit the discretisation error (the grid's
+    "density" is not normalised): its training loss then falls far below the true NLL; use
+    `likelihood.select = "nll"` to validate on the adaptive estimate."""
 
     trace: Literal["exact", "hutchinson"] = "hutchinson"
     probe: Literal["rademacher", "gaussian"] = "rademacher"
     probes: int = Field(1, ge=1)
     rtol: float = Field(1e-3, gt=0)
     atol: float = Field(1e-3, gt=0)
-    method: str = "dopri5"
+    method: Literal[
+        "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun",
+        "euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams",
+    ] = "dopri5"  # fmt: skip
+    step_size: float | None = Field(None, gt=0, le=1)  # fixed-grid methods: the time step
+
+    @model_validator(mode="after")
+    def _step_size_with_fixed_grid(self) -> CNFSection:
+        fixed = self.method not in ADAPTIVE_ODE_METHODS
+        if fixed and self.step_size is None:
+            raise ValueError(f"method {self.method!r} is fixed-grid: set cnf.step_size")
+        if not fixed and self.step_size is not None:
+            raise ValueError(f"step_size is only for fixed-grid methods, not {self.method!r}")
+        return self
 
 
 class VAESection(_Section):

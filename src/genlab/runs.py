@@ -244,8 +244,9 @@ def build_model(cfg: RunConfig, shape: int | tuple[int, ...]) -> GenerativeModel
         c = cfg.cnf
         assert c is not None  # filled in by RunConfig
         model = ContinuousFlow(build_net(cfg, shape), shape, trace=c.trace, probe=c.probe,
-                               n_probes=c.probes, rtol=c.rtol, atol=c.atol,
-                               method=c.method)  # fmt: skip
+                               n_probes=c.probes, rtol=c.rtol, atol=c.atol, method=c.method,
+                               options=None if c.step_size is None else
+                               {"step_size": c.step_size})  # fmt: skip
     elif family == "vae":
         model = _build_vae(cfg, shape)
     else:

@@ -132,8 +132,9 @@ def describe(cfg: RunConfig) -> str:
     elif m.family == "cnf":
         net, c = cfg.net.options(), cfg.cnf
         assert c is not None
-        what = (f"FFJORD, MLP {net['hidden']}x{net['depth']}, train {c.trace} trace "
-                f"rtol {c.rtol:g}")  # fmt: skip
+        solver = (f"{c.method} rtol {c.rtol:g}" if c.step_size is None
+                  else f"{c.method} step {c.step_size:g}")  # fmt: skip
+        what = f"FFJORD, MLP {net['hidden']}x{net['depth']}, train {c.trace} trace, {solver}"
     elif m.family == "vae":
         v = cfg.vae
         assert v is not None

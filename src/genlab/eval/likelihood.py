@@ -67,7 +67,7 @@ def log_prob_options(model: nn.Module, s: LikelihoodSettings, k: int | None = No
     inner = _inner(model)
     if isinstance(inner, (Diffusion, ContinuousFlow)):
         return dict(trace=s.trace, n_probes=s.probes, probe="rademacher", rtol=s.rtol,
-                    atol=s.atol)  # fmt: skip
+                    atol=s.atol, method="dopri5")  # fmt: skip
     if isinstance(inner, LatentVAE):
         return dict(k=s.k if k is None else k)
     return {}
