@@ -347,7 +347,9 @@ class FlowSection(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
-ADAPTIVE_ODE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+ADAPTIVE_ODE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")  # torchdiffeq
+FIXED_GRID_ODE_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams",
+                          "implicit_adams")  # fmt: skip
 
 
 class CNFSection(_Section):
@@ -365,15 +367,17 @@ class CNFSection(_Section):
     probes: int = Field(1, ge=1)
     rtol: float = Field(1e-3, gt=0)
     atol: float = Field(1e-3, gt=0)
-    method: Literal[
-        "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun",
-        "euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams",
-    ] = "dopri5"  # fmt: skip
+    method: str = "dopri5"
     step_size: float | None = Field(None, gt=0, le=1)  # fixed-grid methods: the time step
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        return _one_of(v, ADAPTIVE_ODE_METHODS + FIXED_GRID_ODE_METHODS)
 
     @model_validator(mode="after")
     def _step_size_with_fixed_grid(self) -> CNFSection:
-        fixed = self.method not in ADAPTIVE_ODE_METHODS
+        fixed = self.method in FIXED_GRID_ODE_METHODS
         if fixed and self.step_size is None:
             raise ValueError(f"method {self.method!r} is fixed-grid: set cnf.step_size")
         if not fixed and self.step_size is not None:
