@@ -32,7 +32,7 @@ from torch import Tensor
 
 from genlab import viz
 from genlab.config import RunConfig
-from genlab.diffusion.paths import Path as Path_
+from genlab.diffusion.paths import NoisePath
 from genlab.report import write_report
 from genlab.runs import (
     METRICS_FILE,
@@ -176,7 +176,7 @@ def _sample_rows(job: Job, run: Run, data: Data) -> tuple[list[dict[str, Any]], 
     return rows, panels
 
 
-def _alpha(path: Path_, sigma: float) -> float:
+def _alpha(path: NoisePath, sigma: float) -> float:
     """alpha(t) of the path at noise level sigma (1 at sigma = 0)."""
     if sigma <= 0:
         return 1.0

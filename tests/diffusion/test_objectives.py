@@ -18,7 +18,7 @@ from genlab.diffusion.objectives import (
     UniformT,
 )
 from genlab.diffusion.parameterization import PARAMETERIZATIONS
-from genlab.diffusion.paths import PATHS, DDPMPath, EDMPath, LinearPath, Path
+from genlab.diffusion.paths import PATHS, DDPMPath, EDMPath, LinearPath, NoisePath
 from genlab.diffusion.presets import PRESETS, build_objective
 from genlab.errors import ConfigError
 from genlab.nets.mlp import MLP
@@ -28,7 +28,7 @@ class FixedT(NoiseDistribution):
     def __init__(self, t: Tensor) -> None:
         self.t = t
 
-    def sample_t(self, n: int, path: Path, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(self, n: int, path: NoisePath, *, generator: torch.Generator | None = None) -> Tensor:
         return self.t
 
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from genlab.data.gmm import GaussianMixture
 from genlab.diffusion.denoiser import Denoiser
 from genlab.diffusion.parameterization import PARAMETERIZATIONS, EDMPrecond, Parameterization
-from genlab.diffusion.paths import PATHS, Coefs, DDPMPath, Path
+from genlab.diffusion.paths import PATHS, Coefs, DDPMPath, NoisePath
 
 PATH_LIST = [cls() for cls in PATHS.values()] + [DDPMPath(schedule="cosine")]
 PARAMS = [cls() for cls in PARAMETERIZATIONS.values()]
@@ -43,7 +43,7 @@ def expected_target(param: Parameterization, x_t: Tensor, c: Coefs, x0_mean: Ten
 class OracleNet(nn.Module):
     """The minimiser of the denoising loss: E[target | x_t] from the exact mixture posterior."""
 
-    def __init__(self, gmm: GaussianMixture, path: Path, param: Parameterization) -> None:
+    def __init__(self, gmm: GaussianMixture, path: NoisePath, param: Parameterization) -> None:
         super().__init__()
         self.gmm, self.path, self.param = gmm, path, param
 
@@ -71,7 +71,7 @@ class OracleNet(nn.Module):
 
 @pytest.mark.parametrize("param", PARAMS, ids=lambda p: p.name)
 @pytest.mark.parametrize("path", PATH_LIST, ids=lambda p: p.name)
-def test_target_round_trip(path: Path, param: Parameterization) -> None:
+def test_target_round_trip(path: NoisePath, param: Parameterization) -> None:
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(64, 3, generator=g, dtype=torch.float64)
     eps = torch.randn(64, 3, generator=g, dtype=torch.float64)
@@ -90,7 +90,7 @@ def test_target_round_trip(path: Path, param: Parameterization) -> None:
 
 @pytest.mark.parametrize("param", PARAMS, ids=lambda p: p.name)
 @pytest.mark.parametrize("path", PATH_LIST, ids=lambda p: p.name)
-def test_oracle_network_gives_exact_denoiser(path: Path, param: Parameterization) -> None:
+def test_oracle_network_gives_exact_denoiser(path: NoisePath, param: Parameterization) -> None:
     gmm = GaussianMixture.ring(k=8, radius=4.0, std=0.3, dim=2)
     g = torch.Generator().manual_seed(1)
     sigma = torch.logspace(-1.5, 1.5, 32, dtype=torch.float64)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from genlab.diffusion.paths import PATHS, DDPMPath, Path, ddpm_alphas_cumprod
+from genlab.diffusion.paths import PATHS, DDPMPath, NoisePath, ddpm_alphas_cumprod
 
 ALL_PATHS = [cls() for cls in PATHS.values()] + [
     DDPMPath(schedule="scaled_linear"),
@@ -13,14 +13,14 @@ ALL_PATHS = [cls() for cls in PATHS.values()] + [
 ]
 
 
-def _interior_t(path: Path, n: int = 101) -> torch.Tensor:
+def _interior_t(path: NoisePath, n: int = 101) -> torch.Tensor:
     lo, hi = path.t_min, path.t_max
     pad = 1e-3 * (hi - lo)
     return torch.linspace(lo + pad, hi - pad, n, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: f"{p.name}-{p.config()}")
-def test_inverse_round_trip(path: Path) -> None:
+def test_inverse_round_trip(path: NoisePath) -> None:
     t = _interior_t(path)
     s = path.noise_level(t)
     assert torch.all(s[1:] > s[:-1]), "noise level must increase with t"
@@ -32,7 +32,7 @@ def test_inverse_round_trip(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", ALL_PATHS, ids=lambda p: f"{p.name}-{p.config()}")
-def test_derivatives_match_finite_differences(path: Path) -> None:
+def test_derivatives_match_finite_differences(path: NoisePath) -> None:
     t = _interior_t(path, 37)
     if isinstance(path, DDPMPath):  # piecewise: stay inside one interval
         t = torch.floor(t) + 0.5

@@ -40,7 +40,7 @@ class LatentVAE(GenerativeModel):
     """Shared machinery of a VAE: encoder q(z | x), prior p(z), decoder p(x | z).
 
     x is (B, *data_shape); the encoder sees x flattened to (B, D) and the decoder maps latents
-    (N, latent_size) to (N, likelihood.n_params * D).
+    (N, latent_dim) to (N, likelihood.n_params * D).
     """
 
     loss_is_nll = True  # the negative ELBO, an upper bound of -log p(x)
@@ -51,32 +51,32 @@ class LatentVAE(GenerativeModel):
         decoder: nn.Module,
         likelihood: Likelihood,
         data_shape: tuple[int, ...],
-        latent_size: int,
+        latent_dim: int,
     ) -> None:
         super().__init__()
         self.encoder, self.decoder, self.likelihood = encoder, decoder, likelihood
         self.data_shape = tuple(data_shape)
         self.data_dim = math.prod(self.data_shape)
-        self.latent_size = latent_size
+        self.latent_dim = latent_dim
 
     # --- what a subclass defines -------------------------------------------------------------
     @abstractmethod
     def posterior_sample(
         self, stats: Tensor, n: int, *, generator: torch.Generator | None
     ) -> Tensor:
-        """n draws z ~ q(z | x) from encoder output stats (B, S): (n, B, latent_size)."""
+        """n draws z ~ q(z | x) from encoder output stats (B, S): (n, B, latent_dim)."""
 
     @abstractmethod
     def posterior_log_prob(self, stats: Tensor, z: Tensor) -> Tensor:
-        """log q(z | x) for z (..., B, latent_size) -> (..., B)."""
+        """log q(z | x) for z (..., B, latent_dim) -> (..., B)."""
 
     @abstractmethod
     def prior_log_prob(self, z: Tensor) -> Tensor:
-        """log p(z), (..., latent_size) -> (...)."""
+        """log p(z), (..., latent_dim) -> (...)."""
 
     @abstractmethod
     def prior_sample(self, n: int, *, generator: torch.Generator | None) -> Tensor:
-        """n draws z ~ p(z), (n, latent_size)."""
+        """n draws z ~ p(z), (n, latent_dim)."""
 
     @abstractmethod
     def kl(self, stats: Tensor) -> Tensor:
@@ -94,7 +94,7 @@ class LatentVAE(GenerativeModel):
         return self.encoder(self.flatten(x))
 
     def log_likelihood(self, z: Tensor, x_flat: Tensor) -> Tensor:
-        """log p(x | z) for z (..., B, latent_size) and x (B, D) -> (..., B)."""
+        """log p(x | z) for z (..., B, latent_dim) and x (B, D) -> (..., B)."""
         params = self.decoder(z.reshape(-1, z.shape[-1]))  # (N, n_params * D)
         params = params.reshape(*z.shape[:-1], params.shape[-1])
         return self.likelihood.log_prob(params, x_flat)
@@ -250,7 +250,7 @@ class VAE(LatentVAE):
         p = next(self.decoder.parameters(), None)
         dtype = p.dtype if p is not None else torch.get_default_dtype()
         device = p.device if p is not None else None
-        return torch.randn((n, self.latent_size), generator=generator, dtype=dtype, device=device)
+        return torch.randn((n, self.latent_dim), generator=generator, dtype=dtype, device=device)
 
     def kl(self, stats: Tensor) -> Tensor:
         """KL(N(mu, diag sigma^2) || N(0, I)) = 1/2 sum_j (mu_j^2 + sigma_j^2 - log sigma_j^2 - 1)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.diffusion.objectives import NoiseDistribution, UniformT
-from genlab.diffusion.paths import Path
+from genlab.diffusion.paths import NoisePath
 from genlab.nets.mlp import sinusoidal_embedding
 
 
@@ -68,7 +68,9 @@ class NoiseAwareClassifier(nn.Module):
     scalar) and returns logits (B, C), mapping to the path like `Denoiser` does.
     """
 
-    def __init__(self, net: nn.Module, path: Path, noise: NoiseDistribution | None = None) -> None:
+    def __init__(
+        self, net: nn.Module, path: NoisePath, noise: NoiseDistribution | None = None
+    ) -> None:
         super().__init__()
         self.net = net
         self.path = path

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.diffusion.parameterization import Parameterization
-from genlab.diffusion.paths import Path
+from genlab.diffusion.paths import NoisePath
 
 
 class Denoiser(nn.Module):
@@ -25,7 +25,7 @@ class Denoiser(nn.Module):
     def __init__(
         self,
         net: nn.Module,
-        path: Path,
+        path: NoisePath,
         parameterization: Parameterization,
         *,
         sigma_min: float | None = None,

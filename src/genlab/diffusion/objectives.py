@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from genlab.diffusion.parameterization import Parameterization
-from genlab.diffusion.paths import Coefs, DDPMPath, Path
+from genlab.diffusion.paths import Coefs, DDPMPath, NoisePath
 from genlab.errors import ConfigError
 
 
@@ -30,7 +30,9 @@ class NoiseDistribution(ABC):
     name: str = "noise"
 
     @abstractmethod
-    def sample_t(self, n: int, path: Path, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(
+        self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         """n training times inside [path.t_min, path.t_max]."""
 
     def config(self) -> dict[str, object]:
@@ -50,7 +52,9 @@ class UniformT(NoiseDistribution):
 
     name = "uniform_t"
 
-    def sample_t(self, n: int, path: Path, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(
+        self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         return path.t_min + (path.t_max - path.t_min) * _rand(n, generator)
 
 
@@ -59,7 +63,9 @@ class UniformK(NoiseDistribution):
 
     name = "uniform_k"
 
-    def sample_t(self, n: int, path: Path, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(
+        self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         if not isinstance(path, DDPMPath):
             raise ConfigError(f"noise 'uniform_k' needs the 'ddpm' path, not {path.name!r}")
         return torch.randint(0, path.num_steps, (n,), generator=generator).to(torch.float64)
@@ -73,7 +79,9 @@ class LogNormal(NoiseDistribution):
     def __init__(self, p_mean: float = -1.2, p_std: float = 1.2) -> None:
         self.p_mean, self.p_std = p_mean, p_std
 
-    def sample_t(self, n: int, path: Path, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(
+        self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         s = torch.exp(self.p_mean + self.p_std * _randn(n, generator))
         return path.t_from_noise(s).clamp(path.t_min, path.t_max)
 
@@ -86,7 +94,9 @@ class LogitNormal(NoiseDistribution):
     def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
         self.mean, self.std = mean, std
 
-    def sample_t(self, n: int, path: Path, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(
+        self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         u = torch.sigmoid(self.mean + self.std * _randn(n, generator))
         return path.t_min + (path.t_max - path.t_min) * u
 
@@ -165,7 +175,7 @@ WEIGHTINGS: dict[str, type[Weighting]] = {
 class DenoisingLoss:
     """Per-example denoising loss  lambda(t) ||D(x_t) - x0||^2 , computed on the network target."""
 
-    path: Path
+    path: NoisePath
     parameterization: Parameterization
     noise: NoiseDistribution
     weighting: Weighting

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from genlab.diffusion.paths import Coefs, Path, append_dims
+from genlab.diffusion.paths import Coefs, NoisePath, append_dims
 
 
 class Parameterization(ABC):
@@ -31,7 +31,7 @@ class Parameterization(ABC):
 
     name: str = "base"
 
-    def net_inputs(self, x_t: Tensor, c: Coefs, path: Path) -> tuple[Tensor, Tensor]:
+    def net_inputs(self, x_t: Tensor, c: Coefs, path: NoisePath) -> tuple[Tensor, Tensor]:
         return x_t, path.net_time(c.t)
 
     @abstractmethod
@@ -147,7 +147,7 @@ class EDMPrecond(Parameterization):
     def _r(self, c: Coefs) -> Tensor:  # sqrt(sigma^2 + alpha^2 sd^2) = alpha sqrt(s^2 + sd^2)
         return torch.sqrt(c.sigma**2 + (c.alpha * self.sigma_data) ** 2)
 
-    def net_inputs(self, x_t: Tensor, c: Coefs, path: Path) -> tuple[Tensor, Tensor]:
+    def net_inputs(self, x_t: Tensor, c: Coefs, path: NoisePath) -> tuple[Tensor, Tensor]:
         tiny = torch.finfo(c.alpha.dtype).tiny
         log_s = torch.log(c.sigma.clamp_min(tiny)) - torch.log(c.alpha.clamp_min(tiny))
         return x_t / _b(self._r(c), x_t), 250.0 * log_s  # 1000 * c_noise

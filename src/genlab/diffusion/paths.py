@@ -43,7 +43,7 @@ def append_dims(v: Tensor, ndim: int) -> Tensor:
     return v.reshape(v.shape + (1,) * (ndim - v.ndim))
 
 
-class Path(ABC):
+class NoisePath(ABC):
     """Base class. Subclasses implement `coefs` and `t_from_noise`."""
 
     name: str = "path"
@@ -95,7 +95,7 @@ class Path(ABC):
 
 
 @dataclass(frozen=True)
-class LinearPath(Path):
+class LinearPath(NoisePath):
     """Flow matching / rectified flow: alpha = 1 - t, sigma = t (Lipman et al. 2023; Liu et al.).
 
     s = t / (1 - t) is infinite at t = 1, so sampling starts from a large finite noise level.
@@ -124,7 +124,7 @@ class LinearPath(Path):
 
 
 @dataclass(frozen=True)
-class CosinePath(Path):
+class CosinePath(NoisePath):
     """Trigonometric path alpha = cos(pi t / 2), sigma = sin(pi t / 2); s = tan(pi t / 2)."""
 
     sample_sigma_min: float = 2e-3
@@ -151,7 +151,7 @@ class CosinePath(Path):
 
 
 @dataclass(frozen=True)
-class VPPath(Path):
+class VPPath(NoisePath):
     """Continuous variance-preserving path with linear beta (Song et al. 2021, eq. 32-33).
 
     log alpha(t) = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2, sigma = sqrt(1 - alpha^2).
@@ -192,7 +192,7 @@ class VPPath(Path):
 
 
 @dataclass(frozen=True)
-class VEPath(Path):
+class VEPath(NoisePath):
     """Variance-exploding path of SMLD / NCSN: alpha = 1, sigma = s_min (s_max / s_min)^t."""
 
     smin: float = 0.01
@@ -211,7 +211,7 @@ class VEPath(Path):
 
 
 @dataclass(frozen=True)
-class EDMPath(Path):
+class EDMPath(NoisePath):
     """EDM (Karras et al. 2022): alpha = 1, sigma = t, on [sigma_min, sigma_max]."""
 
     smin: float = 2e-3
@@ -258,7 +258,7 @@ def ddpm_alphas_cumprod(schedule: str, num_steps: int) -> Tensor:
 
 
 @dataclass(frozen=True)
-class DDPMPath(Path):
+class DDPMPath(NoisePath):
     """Discrete DDPM path: alpha_k = sqrt(abar_k), sigma_k = sqrt(1 - abar_k), k = 0..K-1.
 
     Between integer steps, log s is interpolated linearly in t (the continuous step index),
@@ -307,7 +307,7 @@ class DDPMPath(Path):
         return torch.clamp(k.to(s.dtype) + frac, 0.0, float(self.num_steps - 1))
 
 
-PATHS: dict[str, type[Path]] = {
+PATHS: dict[str, type[NoisePath]] = {
     "linear": LinearPath,
     "cosine": CosinePath,
     "vp": VPPath,
