@@ -28,7 +28,9 @@ class FixedT(NoiseDistribution):
     def __init__(self, t: Tensor) -> None:
         self.t = t
 
-    def sample_t(self, n: int, path: NoisePath, *, generator: torch.Generator | None = None) -> Tensor:
+    def sample_t(
+        self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
+    ) -> Tensor:
         return self.t
 
 
