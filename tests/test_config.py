@@ -37,7 +37,7 @@ grad_clip = 0
     cfg = load_config(tmp_path / "c.toml", ["train.steps=7", "sample.sampler=euler"])
     assert cfg.train.steps == 7 and cfg.sample.sampler == "euler"
     assert cfg.model.path_options == {"schedule": "cosine"}
-    assert cfg.train.to_train_config().grad_clip is None
+    assert cfg.train.to_train_config().grad_clip == 0
     assert RunConfig.from_toml(cfg.to_toml()) == cfg
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
 

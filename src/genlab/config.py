@@ -454,7 +454,6 @@ class TrainSection(_Section):
 
     def to_train_config(self) -> TrainConfig:
         values = self.model_dump()
-        values["grad_clip"] = values["grad_clip"] or None
         return TrainConfig(**values)
 
 

@@ -334,7 +334,7 @@ def train_run(
                           f"(got {cfg.model.num_classes})")  # fmt: skip
     train_cfg = cfg.train.to_train_config()
     if progress is not None:
-        train_cfg.progress = progress
+        train_cfg = train_cfg.model_copy(update={"progress": progress})
     train, train_y, val, val_y = split_holdout(data, cfg)
     val_fn = None
     if cfg.likelihood.select == "nll" and train_cfg.val_every > 0:

@@ -175,3 +175,17 @@ def test_fresh_start_refuses_existing_run_and_resume_checks_config(tmp_path) -> 
     with pytest.raises(ConfigError, match="train.seed"):
         _fit(run, resume=True, steps=6, seed=1)
     assert _fit(run, resume=True, steps=6).steps == 6
+
+
+def test_resume_reads_grad_clip_none_of_older_checkpoints_as_no_clipping(tmp_path) -> None:
+    """Older versions saved grad_clip = None for "no clipping"; it now reads as 0."""
+    run = tmp_path / "run"
+    _fit(run, steps=3, grad_clip=0)
+    last = latest_checkpoint(run)
+    state = ckpt.read_trainer_state(last)
+    state["train_config"]["grad_clip"] = None
+    torch.save(state, last / ckpt.STATE_FILE)
+    with pytest.raises(ConfigError, match="train.grad_clip"):
+        _fit(run, resume=True, steps=6, grad_clip=1.0)
+    assert _fit(run, resume=True, steps=6, grad_clip=0).steps == 6
+    assert TrainConfig.from_dict(state["train_config"]).grad_clip == 0

@@ -16,6 +16,7 @@ from _train_models import (
     make_overfit,
     make_overfit_data,
 )
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from test_train_sigkill import assert_same_files, run_killed_and_reference
 
@@ -280,9 +281,15 @@ def test_sigkill_with_validation_resumes_bit_exactly(tmp_path, overfit_ref) -> N
 
 
 def test_validation_config_errors(tmp_path) -> None:
-    for bad in ({"patience": 2}, {"select": "best"}, {"select": "first", "val_every": 1},
-                {"val_fraction": 1.0}, {"val_every": -1}):  # fmt: skip
-        with pytest.raises(ConfigError):
+    bad_values = [  # (values, the field the error must name)
+        ({"patience": 2}, "patience"),
+        ({"select": "best"}, "select"),
+        ({"select": "first", "val_every": 1}, "select"),
+        ({"val_fraction": 1.0}, "val_fraction"),
+        ({"val_every": -1}, "val_every"),
+    ]
+    for bad, field in bad_values:
+        with pytest.raises(ValidationError, match=field):
             TrainConfig(**bad)
     data, cond = make_data()
     with pytest.raises(ConfigError, match="val_data or train.val_fraction"):
@@ -318,7 +325,7 @@ def test_time_budget_stops_validates_and_resumes(tmp_path) -> None:
 
 
 def test_time_budget_config_errors() -> None:
-    with pytest.raises(ConfigError, match="max_seconds"):
+    with pytest.raises(ValidationError, match="max_seconds"):
         TrainConfig(max_seconds=-1.0)
-    with pytest.raises(ConfigError, match="time_clock"):
+    with pytest.raises(ValidationError, match="time_clock"):
         TrainConfig(time_clock="sundial")

@@ -1,77 +1,89 @@
-"""`TrainConfig`: the optimisation, checkpoint, validation and time-budget settings of `fit`."""
+"""`TrainConfig`: every option of `fit` and `iter_train`, declared once with its constraints.
+
+It is both the argument of the trainer and the `[train]` section of a run config (TOML), so
+each field's type, default and allowed range is stated only here; a bad value raises
+pydantic's `ValidationError` naming the field, an unknown field too (`extra="forbid"`).
+It is frozen: derive a changed copy with `cfg.model_copy(update={...})`.
+
+TOML has no None, so `grad_clip = 0` turns clipping off. Checkpoints of older versions saved
+`grad_clip = None` for that; `normalize_saved` reads it as 0.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from genlab.errors import ConfigError
 
-SELECT_CHOICES = ("last", "best")
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
-
-@dataclass
-class TrainConfig:
+class TrainConfig(BaseModel):
     """Optimisation settings. `batch_size` is per micro-batch; a step sees grad_accum of them."""
 
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 100  # linear warm-up, then constant
-    grad_clip: float | None = 1.0
-    grad_accum: int = 1  # micro-batches per optimizer step
-    ema_decay: float = 0.999
-    bf16: bool = False  # torch.autocast(device, dtype=bfloat16) around the loss
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 50
-    keep_checkpoints: int = 2
-    progress: bool = True
-    val_every: int = 0  # evaluate on validation data every this many steps; 0 = never
-    patience: int = 0  # stop after this many evaluations without improvement; 0 = never
-    val_seed: int = 12345  # seeds the global generators before each evaluation
-    val_fraction: float = 0.0  # > 0 and no val data given: carve this much of the train data
-    select: str = "last"  # weights fit leaves in the model: "last" or "best" (validation)
-    val_use_ema: bool = True  # score the EMA weights (else the raw weights)
-    max_seconds: float = 0.0  # > 0: stop after this much training time (see time_clock)
-    time_clock: str = "wall"  # clock of max_seconds: "wall" or "cpu" (process CPU time)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        self.betas = (float(self.betas[0]), float(self.betas[1]))
-        positive = ("steps", "batch_size", "grad_accum", "checkpoint_every", "log_every",
-                    "keep_checkpoints")  # fmt: skip
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.warmup_steps < 0 or not 0 <= self.ema_decay < 1:
-            raise ConfigError("train: need lr > 0, warmup_steps >= 0 and 0 <= ema_decay < 1")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ConfigError(f"train.grad_clip must be > 0 or None, got {self.grad_clip}")
-        for name in ("val_every", "patience"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.select not in SELECT_CHOICES:
-            raise ConfigError(f"train.select must be 'last' or 'best', got {self.select!r}")
-        if self.max_seconds < 0:
-            raise ConfigError(f"train.max_seconds must be >= 0, got {self.max_seconds}")
-        if self.time_clock not in CLOCKS:
-            raise ConfigError(f"train.time_clock must be 'wall' or 'cpu', got {self.time_clock!r}")
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's, each in [0, 1)
+    warmup_steps: int = Field(100, ge=0)  # linear warm-up, then constant
+    grad_clip: float = Field(1.0, ge=0)  # clip the gradient norm to this; 0 = no clipping
+    grad_accum: int = Field(1, ge=1)  # micro-batches per optimizer step
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    bf16: bool = False  # torch.autocast(device, dtype=bfloat16) around the loss
+    seed: int = Field(0, ge=0)
+    checkpoint_every: int = Field(500, ge=1)
+    log_every: int = Field(50, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    progress: bool = True
+    val_every: int = Field(0, ge=0)  # evaluate on validation data every this many steps; 0 = never
+    patience: int = Field(0, ge=0)  # stop after this many evaluations without a new best; 0 = never
+    val_seed: int = Field(12345, ge=0)  # seeds the global generators before each evaluation
+    val_fraction: float = Field(0.0, ge=0, lt=1)  # > 0 and no val data given: carve this much
+    select: Literal["last", "best"] = "last"  # weights fit leaves in the model (best: validation)
+    val_use_ema: bool = True  # score the EMA weights (else the raw weights)
+    max_seconds: float = Field(0.0, ge=0)  # > 0: stop after this much training time
+    time_clock: Literal["wall", "cpu"] = "wall"  # clock of max_seconds ("cpu": process CPU time)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in v):
+            raise ValueError(f"each beta must be in [0, 1) (got {list(v)})")
+        return v
+
+    @model_validator(mode="after")
+    def _validation_needed(self) -> TrainConfig:
         if self.val_every == 0 and (self.patience > 0 or self.select == "best"):
-            raise ConfigError("train.patience > 0 and train.select = 'best' need val_every > 0")
+            raise ValueError("patience > 0 and select = 'best' need val_every > 0")
+        return self
+
+    def clock(self) -> Callable[[], float]:
+        """The clock of `max_seconds`: time.perf_counter ("wall") or time.process_time ("cpu")."""
+        return time.process_time if self.time_clock == "cpu" else time.perf_counter
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field as a plain Python value (the form saved in a checkpoint)."""
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        """The inverse of `to_dict`, also for older checkpoints (see `normalize_saved`).
+
+        An unknown key raises ConfigError; a bad value pydantic's ValidationError.
+        """
+        unknown = sorted(set(values) - set(cls.model_fields))
         if unknown:
             raise ConfigError(f"unknown train setting(s): {', '.join(unknown)}")
-        return cls(**values)
+        return cls(**normalize_saved(values))
+
+
+def normalize_saved(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved `train_config` dict as this version spells it: grad_clip None becomes 0.0."""
+    if "grad_clip" in values and values["grad_clip"] is None:
+        return {**values, "grad_clip": 0.0}
+    return values

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from genlab.errors import ConfigError, TrainingDiverged
 from genlab.train import checkpoint as ckpt
-from genlab.train.config import CLOCKS, TrainConfig
+from genlab.train.config import TrainConfig
 from genlab.train.log import MetricsLog, progress_bar
 from genlab.train.loop import StepInfo, iter_train
 from genlab.train.state import TrainState
@@ -94,7 +94,7 @@ def fit(
         state.restore(last, cfg)
     metrics = MetricsLog(run_dir / "metrics.jsonl", state.step, on_log)
     final_loss: float | None = None
-    clock = CLOCKS[cfg.time_clock]
+    clock = cfg.clock()
     # a resumed run that already stopped returns at once
     reason = ("patience" if state.patience_exhausted(cfg)
               else "time" if state.out_of_time(cfg) else "")  # fmt: skip

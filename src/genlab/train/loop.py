@@ -89,10 +89,10 @@ def _micro_loss(model: nn.Module, x: Tensor, c: Tensor | None, cfg: TrainConfig)
     return per_example.mean()
 
 
-def _grad_norm(opt: torch.optim.Optimizer, clip: float | None) -> Tensor:
-    """Total gradient norm of the optimizer's parameters; clips it to `clip` if given."""
+def _grad_norm(opt: torch.optim.Optimizer, clip: float) -> Tensor:
+    """Total gradient norm of the optimizer's parameters; clips it to `clip` if `clip > 0`."""
     params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
-    if clip is not None:
+    if clip > 0:
         return nn.utils.clip_grad_norm_(params, clip)
     return nn.utils.get_total_norm([p.grad for p in params])
 

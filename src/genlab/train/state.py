@@ -17,7 +17,7 @@ from torch import nn
 
 from genlab.errors import ConfigError
 from genlab.train import checkpoint as ckpt
-from genlab.train.config import TrainConfig
+from genlab.train.config import TrainConfig, normalize_saved
 from genlab.train.ema import EMA
 
 # fields that change the trajectory: a resumed run must use the same values
@@ -99,7 +99,7 @@ class TrainState:
 
 def _check_same_trajectory(saved: dict[str, Any], cfg: TrainConfig, where: Path) -> None:
     """Raise ConfigError if `cfg` differs from the saved config in a field that matters."""
-    now = cfg.to_dict()
+    saved, now = normalize_saved(saved), cfg.to_dict()
     names = _TRAJECTORY_FIELDS
     if saved.get("val_every", 0) > 0 and cfg.val_every > 0:  # validation bookkeeping to continue
         names += _VALIDATION_FIELDS
