@@ -101,7 +101,7 @@ def nll(
                 xb = x[i : i + batch_size]
                 cb = None if cond is None else cond[i : i + batch_size]
                 if isinstance(model, Dequantized):
-                    lp = model.log_prob(xb, cb, generator=g, options=opts)
+                    lp = model.log_prob(xb, cb, generator=g, **opts)
                 elif takes_generator:
                     lp = model.log_prob(xb, cb, generator=g, **opts)
                 else:
