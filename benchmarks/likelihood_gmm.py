@@ -19,6 +19,7 @@ import torch
 
 from genlab.data.gmm import GaussianMixture
 from genlab.diffusion.likelihood import pf_ode_log_prob
+from genlab.ode import ODEOptions
 
 
 def main() -> None:
@@ -43,10 +44,9 @@ def main() -> None:
         exact = gmm.log_prob(x, sigma=0.0)  # (n,)
         for trace, k in runs:
             start = time.perf_counter()
-            r = pf_ode_log_prob(
-                gmm, x, sigma_min=1e-3 * std, sigma_max=args.sigma_max, trace=trace, n_probes=k,
-                rtol=args.tol, atol=args.tol, generator=torch.Generator().manual_seed(2),
-            )  # fmt: skip
+            ode = ODEOptions(trace=trace, probes=k, rtol=args.tol, atol=args.tol)
+            r = pf_ode_log_prob(gmm, x, sigma_min=1e-3 * std, sigma_max=args.sigma_max, ode=ode,
+                                generator=torch.Generator().manual_seed(2))  # fmt: skip
             sec = time.perf_counter() - start
             err = (r.log_prob - exact) / gmm.dim  # (n,)
             print(f"{name:<15}{trace:<12}{k:>12}{err.abs().mean():>12.5f}{err.abs().max():>12.5f}"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from genlab.discrete import Dequantized, grid_to_levels, levels_to_grid
+from genlab.discrete import Dequantized, grid_to_levels, levels_to_grid, unwrap
 from genlab.flows import Logit, NormalizingFlow, dequantized_bpd, realnvp_vector
 
 
@@ -23,7 +23,9 @@ class Uniform(nn.Module):
         super().__init__()
         self.logit = logit
 
-    def log_prob(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+    def log_prob(
+        self, y: Tensor, cond: Tensor | None = None, *, generator: object = None
+    ) -> Tensor:
         if self.logit is None:
             return torch.full((y.shape[0],), -y[0].numel() * math.log(2.0), dtype=y.dtype)
         a = self.logit  # s = (sigmoid(y) - a)/(1 - 2a), ds/dy = sigmoid'(y)/(1 - 2a)
@@ -41,7 +43,9 @@ class Gaussian1D(nn.Module):
         super().__init__()
         self.mu, self.std = mu, std
 
-    def log_prob(self, y: Tensor, cond: Tensor | None = None) -> Tensor:
+    def log_prob(
+        self, y: Tensor, cond: Tensor | None = None, *, generator: object = None
+    ) -> Tensor:
         z = (y[:, 0] - self.mu) / self.std
         return -0.5 * z * z - math.log(self.std) - 0.5 * math.log(2 * math.pi)
 
@@ -122,3 +126,39 @@ def test_rejects_bad_settings() -> None:
         Dequantized(Uniform(None), 1)
     with pytest.raises(ValueError, match="logit"):
         Dequantized(Uniform(None), 17, logit=0.5)
+
+
+class _Recorder(nn.Module):
+    """A standard normal density of y that records the keywords of its last calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, object] = {}
+
+    def log_prob(self, y: Tensor, cond: Tensor | None = None, *, generator=None, k=1) -> Tensor:
+        self.seen = {"generator": generator, "k": k}
+        return -0.5 * (y * y).flatten(1).sum(1)
+
+    def sample(self, n: int, cond: Tensor | None = None, *, generator=None, temp=1.0) -> Tensor:
+        self.seen = {"generator": generator, "temp": temp}
+        return torch.zeros(n, 2, dtype=torch.float64)
+
+
+def test_keywords_go_straight_to_the_inner_model() -> None:
+    """`log_prob` and `sample` forward their keyword options and the generator unchanged; an
+    option the inner model does not take is the inner model's TypeError."""
+    inner = _Recorder()
+    model = Dequantized(inner, 17)
+    g = torch.Generator().manual_seed(0)
+    model.log_prob(_grid(3, 2, 17), generator=g, k=5)
+    assert inner.seen == {"generator": g, "k": 5}
+    model.sample(3, generator=g, temp=0.5)
+    assert inner.seen == {"generator": g, "temp": 0.5}
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        model.log_prob(_grid(3, 2, 17), kk=5)
+
+
+def test_unwrap_is_the_inner_model() -> None:
+    inner = Uniform(None)
+    assert unwrap(Dequantized(inner, 17)) is inner
+    assert unwrap(inner) is inner

@@ -46,6 +46,8 @@ from pydantic_core import PydanticCustomError
 from genlab import registry
 from genlab.diffusion.presets import Component, build_objective, get_preset
 from genlab.errors import ConfigError
+from genlab.ode.options import ADAPTIVE_METHODS as ADAPTIVE_ODE_METHODS
+from genlab.ode.options import FIXED_GRID_METHODS as FIXED_GRID_ODE_METHODS
 from genlab.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -345,11 +347,6 @@ class FlowSection(_Section):
     scale: Literal["tanh", "sigmoid"] | None = None
     lu: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)
-
-
-ADAPTIVE_ODE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")  # torchdiffeq
-FIXED_GRID_ODE_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams",
-                          "implicit_adams")  # fmt: skip
 
 
 class CNFSection(_Section):

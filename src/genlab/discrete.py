@@ -13,7 +13,8 @@ generative models*, ICLR 2016, sec. 3.1):
 with g the affine map y = 2s - 1 onto [-1, 1) (ln|det| = D ln 2) or the logit transform
 y = logit(a + (1 - 2a) s) of Real NVP (Dinh et al. 2017, sec. 4.1). ``log_prob`` is one
 draw of the bracket, a stochastic lower bound of ln P(v) in nats; averaging draws tightens
-the estimate of the expectation (not the bound). bits/dim = -ln P(v) / (D ln 2).
+the estimate of the expectation (not the bound). bits/dim = -ln P(v) / (D ln 2)
+(`genlab.density`).
 
 ``loss`` trains the inner model on fresh draws of y. For families whose loss is a negative
 log-likelihood (``loss_is_nll``: flows, CNFs, VAEs) it is shifted to nats of the discrete
@@ -30,9 +31,10 @@ import torch
 from torch import Tensor, nn
 
 from genlab.data.dequantize import logit_forward, logit_inverse
+from genlab.density import LN2, level_shift
 from genlab.protocol import GenerativeModel
 
-__all__ = ["Dequantized", "grid_to_levels", "levels_to_grid"]
+__all__ = ["Dequantized", "grid_to_levels", "levels_to_grid", "unwrap"]
 
 
 def grid_to_levels(x: Tensor, levels: int) -> Tensor:
@@ -70,7 +72,7 @@ class Dequantized(GenerativeModel):
         if self.logit is not None:
             return logit_forward(s, self.logit)
         dim = math.prod(x.shape[1:])
-        return 2.0 * s - 1.0, x.new_full((x.shape[0],), dim * math.log(2.0))
+        return 2.0 * s - 1.0, x.new_full((x.shape[0],), dim * LN2)
 
     def unrepresent(self, y: Tensor) -> Tensor:
         """Grid values of the levels that the continuous y falls in (the inverse of the
@@ -79,15 +81,12 @@ class Dequantized(GenerativeModel):
         v = torch.floor(s * self.levels).clamp(0, self.levels - 1)
         return levels_to_grid(v, self.levels)
 
-    def _discrete_shift(self, x: Tensor) -> float:
-        return math.prod(x.shape[1:]) * math.log(self.levels)
-
     def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """The inner loss on a fresh draw of y; an NLL is shifted to nats of the discrete x."""
         y, logdet = self.represent(x)
         out = self.model.loss(y, cond)
         if self.loss_is_nll:
-            out = out - logdet + self._discrete_shift(x)
+            out = out - logdet + level_shift(math.prod(x.shape[1:]), self.levels)
         return out
 
     def log_prob(
@@ -96,17 +95,15 @@ class Dequantized(GenerativeModel):
         cond: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
-        options: dict[str, Any] | None = None,
+        **options: Any,
     ) -> Tensor:
         """One draw of the lower bound of ln P(v) in nats per example, (B,). ``generator``
-        draws u; ``options`` are keyword arguments of the inner model's ``log_prob`` (e.g.
-        ODE tolerances); an inner ``log_prob`` that takes a ``generator`` gets the same one."""
+        draws u and is passed on to the inner ``log_prob`` (for its own randomness: Hutchinson
+        probes, importance samples); ``options`` are the inner ``log_prob``'s keywords (e.g.
+        ``ode=ODEOptions(...)``, ``k=...``)."""
         y, logdet = self.represent(x, generator=generator)
-        opts = dict(options or {})
-        if generator is not None and _takes_generator(self.model):
-            opts.setdefault("generator", generator)
-        lp = self.model.log_prob(y, cond, **opts)
-        return lp + logdet.to(lp.dtype) - self._discrete_shift(x)
+        lp = self.model.log_prob(y, cond, generator=generator, **options)
+        return lp + logdet.to(lp.dtype) - level_shift(math.prod(x.shape[1:]), self.levels)
 
     @torch.no_grad()
     def sample(
@@ -115,15 +112,14 @@ class Dequantized(GenerativeModel):
         cond: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
-        options: dict[str, Any] | None = None,
+        **options: Any,
     ) -> Tensor:
         """n samples on the data grid, (n, *data_shape): the inner model's samples of y,
-        mapped back and floored to levels. ``options`` go to the inner ``sample``."""
-        y = self.model.sample(n, cond, generator=generator, **(options or {}))
+        mapped back and floored to levels. ``options`` are the inner ``sample``'s keywords."""
+        y = self.model.sample(n, cond, generator=generator, **options)
         return self.unrepresent(y)
 
 
-def _takes_generator(model: nn.Module) -> bool:
-    import inspect
-
-    return "generator" in inspect.signature(model.log_prob).parameters
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model a `Dequantized` wraps, or `model` itself if it is not one."""
+    return model.model if isinstance(model, Dequantized) else model

@@ -53,6 +53,7 @@ from genlab.flows.cnf import ContinuousFlow
 from genlab.nets.dit import DiT, DiTConfig
 from genlab.nets.mlp import MLP
 from genlab.nets.unet import UNet, UNetConfig
+from genlab.ode.options import ODEOptions
 from genlab.protocol import GenerativeModel
 from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
 
@@ -243,10 +244,9 @@ def build_model(cfg: RunConfig, shape: int | tuple[int, ...]) -> GenerativeModel
     elif family == "cnf":
         c = cfg.cnf
         assert c is not None  # filled in by RunConfig
-        model = ContinuousFlow(build_net(cfg, shape), shape, trace=c.trace, probe=c.probe,
-                               n_probes=c.probes, rtol=c.rtol, atol=c.atol, method=c.method,
-                               options=None if c.step_size is None else
-                               {"step_size": c.step_size})  # fmt: skip
+        ode = ODEOptions(trace=c.trace, probe=c.probe, probes=c.probes, rtol=c.rtol,
+                         atol=c.atol, method=c.method, step_size=c.step_size)  # fmt: skip
+        model = ContinuousFlow(build_net(cfg, shape), shape, ode=ode)
     elif family == "vae":
         model = _build_vae(cfg, shape)
     else:

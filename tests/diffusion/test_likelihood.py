@@ -8,12 +8,8 @@ import pytest
 import torch
 
 from genlab.data.gmm import GaussianMixture
-from genlab.diffusion.likelihood import (
-    divergence,
-    draw_probes,
-    log_prob,
-    pf_ode_log_prob,
-)
+from genlab.diffusion.likelihood import log_prob, pf_ode_log_prob
+from genlab.ode import ODEOptions
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -43,56 +39,41 @@ def test_data_of_any_shape_is_flattened() -> None:
     def denoiser_2x2(y: torch.Tensor, sigma: torch.Tensor, cond: object = None) -> torch.Tensor:
         return gmm(y.reshape(-1, 4), sigma).reshape(-1, 2, 2)
 
-    flat = log_prob(gmm, x, sigma_min=1e-3, sigma_max=100.0, rtol=1e-4, atol=1e-4)
-    square = log_prob(denoiser_2x2, x.reshape(3, 2, 2), sigma_min=1e-3, sigma_max=100.0,
-                      rtol=1e-4, atol=1e-4)  # fmt: skip
+    kw = {"sigma_min": 1e-3, "sigma_max": 100.0, "ode": ODEOptions(rtol=1e-4, atol=1e-4)}
+    flat = log_prob(gmm, x, **kw)
+    square = log_prob(denoiser_2x2, x.reshape(3, 2, 2), **kw)
     torch.testing.assert_close(flat, square)
 
 
 def test_works_under_no_grad() -> None:
     gmm = GaussianMixture.ring(k=4, radius=2.0, std=0.5)
     x = gmm.sample(4, generator=_gen(3))
-    ref = log_prob(gmm, x, sigma_min=1e-3, sigma_max=100.0, rtol=1e-4, atol=1e-4)
+    kw = {"sigma_min": 1e-3, "sigma_max": 100.0, "ode": ODEOptions(rtol=1e-4, atol=1e-4)}
+    ref = log_prob(gmm, x, **kw)
     with torch.no_grad():
-        inside = log_prob(gmm, x, sigma_min=1e-3, sigma_max=100.0, rtol=1e-4, atol=1e-4)
+        inside = log_prob(gmm, x, **kw)
     torch.testing.assert_close(inside, ref)
     assert not inside.requires_grad
-
-
-@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
-def test_divergence_exact_and_hutchinson_unbiased(probe: str) -> None:
-    a = torch.randn(5, 5, generator=_gen(4), dtype=torch.float64)  # fixed Jacobian
-    x = torch.randn(3, 5, generator=_gen(5), dtype=torch.float64).requires_grad_(True)
-    out = x @ a.T  # (3, 5), d out / d x = a per example
-    exact = divergence(out, x)
-    torch.testing.assert_close(exact, torch.full((3,), float(torch.trace(a)), dtype=torch.float64))
-    k = 4000
-    probes = draw_probes(k, x, probe, _gen(6))  # (k, 3, 5)
-    ej = torch.einsum("kbi,ij->kbj", probes, a)  # e^T A
-    per_probe = (ej * probes).sum(-1)  # (k, 3) single-probe estimates
-    est = divergence(out, x, probes)
-    torch.testing.assert_close(est, per_probe.mean(0))
-    se = per_probe.std(0) / math.sqrt(k)
-    assert ((est - exact).abs() < 4 * se + 1e-12).all()
 
 
 def test_hutchinson_log_prob_is_unbiased() -> None:
     gmm = GaussianMixture.ring(k=8, radius=4.0, std=0.3)
     x = gmm.sample(1, generator=_gen(7)).expand(128, 2)  # one point, 128 independent probes
-    kw = {"sigma_min": 3e-4, "sigma_max": 1000.0, "rtol": 1e-5, "atol": 1e-5}
-    exact = log_prob(gmm, x[:1], **kw)
-    hutch = pf_ode_log_prob(gmm, x, trace="hutchinson", probe="gaussian", generator=_gen(8), **kw)
+    kw = {"sigma_min": 3e-4, "sigma_max": 1000.0}
+    exact = log_prob(gmm, x[:1], ode=ODEOptions(rtol=1e-5, atol=1e-5), **kw)
+    ode = ODEOptions(trace="hutchinson", probe="gaussian", rtol=1e-5, atol=1e-5)
+    hutch = pf_ode_log_prob(gmm, x, ode=ode, generator=_gen(8), **kw)
     est = hutch.log_prob
     assert est.std() > 1e-3  # the probes do differ
     assert (est.mean() - exact).abs() < 4 * est.std() / math.sqrt(len(est))
 
 
-def test_trace_and_probe_names_are_checked() -> None:
+def test_default_is_the_exact_trace() -> None:
+    """Without `ode` the PF-ODE uses `ODEOptions()`: the exact trace, so no generator is
+    needed and the result is deterministic."""
     gmm = GaussianMixture.ring(k=2, radius=1.0, std=0.5)
     x = gmm.sample(2, generator=_gen(9))
-    with pytest.raises(ValueError, match="unknown trace"):
-        log_prob(gmm, x, trace="hutch")
-    with pytest.raises(ValueError, match="unknown probe"):
-        log_prob(gmm, x, trace="hutchinson", probe="normal")
-
-
+    kw = {"sigma_min": 1e-3, "sigma_max": 100.0}
+    default = pf_ode_log_prob(gmm, x, **kw)
+    torch.testing.assert_close(default.log_prob, log_prob(gmm, x, ode=ODEOptions(), **kw))
+    torch.testing.assert_close(default.log_prob, default.prior_log_prob + default.delta_log_prob)

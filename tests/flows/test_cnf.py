@@ -10,10 +10,12 @@ from torch import Tensor, nn
 from torchdiffeq import odeint
 
 from genlab.data.gmm import GaussianMixture
-from genlab.diffusion.likelihood import gaussian_log_prob, integrate_log_prob
+from genlab.density import standard_normal_log_prob
 from genlab.diffusion.model import Diffusion
 from genlab.flows.cnf import ContinuousFlow, flow_matching_log_prob
 from genlab.nets.mlp import MLP
+from genlab.ode import ODEOptions
+from genlab.ode.integrate import integrate_log_prob
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -43,8 +45,9 @@ def _tiny_flow(seed: int = 0, **kw: object) -> ContinuousFlow:
 def test_exact_trace_equals_hutchinson_in_expectation(probe: str) -> None:
     flow = _tiny_flow()
     x = torch.tensor([[0.3, -0.7]], dtype=torch.float64).expand(256, 2)
-    exact = flow.log_prob(x[:1], trace="exact", rtol=1e-6, atol=1e-6)
-    est = flow.log_prob(x, trace="hutchinson", probe=probe, rtol=1e-6, atol=1e-6, generator=_gen(1))
+    exact = flow.log_prob(x[:1], ode=ODEOptions(trace="exact", rtol=1e-6, atol=1e-6))
+    hutch = ODEOptions(trace="hutchinson", probe=probe, rtol=1e-6, atol=1e-6)
+    est = flow.log_prob(x, ode=hutch, generator=_gen(1))
     assert (est.mean() - exact).abs() < 4 * est.std() / math.sqrt(len(est)) + 1e-6
 
 
@@ -57,10 +60,10 @@ def test_log_prob_matches_brute_force_change_of_variables() -> None:
         ts = torch.tensor([0.0, 1.0], dtype=torch.float64)
         return odeint(lambda t, u: f(u, t), y[None], ts, rtol=1e-9, atol=1e-9)[-1, 0]
 
-    for xi, lp in zip(x, flow.log_prob(x, rtol=1e-8, atol=1e-8), strict=True):
+    for xi, lp in zip(x, flow.log_prob(x, ode=ODEOptions(rtol=1e-8, atol=1e-8)), strict=True):
         jac = torch.autograd.functional.jacobian(push, xi)  # (2, 2)
         z = push(xi)
-        brute = gaussian_log_prob(z[None])[0] + torch.linalg.slogdet(jac).logabsdet
+        brute = standard_normal_log_prob(z[None])[0] + torch.linalg.slogdet(jac).logabsdet
         torch.testing.assert_close(lp, brute, atol=1e-5, rtol=0)
 
 
@@ -68,15 +71,16 @@ def test_density_integrates_to_one_on_a_grid() -> None:
     flow = _tiny_flow(2)
     side = torch.linspace(-7.0, 7.0, 71, dtype=torch.float64)
     grid = torch.cartesian_prod(side, side)  # (71^2, 2)
-    p = flow.log_prob(grid, rtol=1e-5, atol=1e-5).exp().reshape(71, 71)
+    p = flow.log_prob(grid, ode=ODEOptions()).exp().reshape(71, 71)
     mass = torch.trapezoid(torch.trapezoid(p, side, dim=1), side)
     assert abs(float(mass) - 1.0) < 1e-2
 
 
 def test_sample_inverts_the_flow() -> None:
     flow = _tiny_flow(3)
-    x = flow.sample(8, generator=_gen(4), rtol=1e-8, atol=1e-8)
-    z = flow.transport(x, 0.0, 1.0, rtol=1e-8, atol=1e-8)
+    tight = ODEOptions(rtol=1e-8, atol=1e-8)
+    x = flow.sample(8, generator=_gen(4), ode=tight)
+    z = flow.transport(x, 0.0, 1.0, ode=tight)
     z0 = torch.randn(8, 2, generator=_gen(4), dtype=torch.float64)
     torch.testing.assert_close(z, z0, atol=1e-5, rtol=0)
 
@@ -84,7 +88,7 @@ def test_sample_inverts_the_flow() -> None:
 def test_adjoint_gradients_match_backpropagation() -> None:
     """Both converge to the exact gradient of the NLL as the tolerances shrink."""
     x = torch.randn(2, 2, generator=_gen(5), dtype=torch.float64)
-    flow = _tiny_flow(4, rtol=1e-7, atol=1e-7)
+    flow = _tiny_flow(4, ode=ODEOptions(rtol=1e-7, atol=1e-7))
     grads = []
     for adjoint in (False, True):
         flow.zero_grad()
@@ -96,26 +100,27 @@ def test_adjoint_gradients_match_backpropagation() -> None:
 
 def test_maximum_likelihood_training_lowers_the_nll() -> None:
     data = GaussianMixture.ring(k=4, radius=2.0, std=0.5).sample(256, generator=_gen(6))
-    flow = _tiny_flow(5, rtol=1e-3, atol=1e-3)
+    flow = _tiny_flow(5, ode=ODEOptions(rtol=1e-3, atol=1e-3))
     opt = torch.optim.Adam(flow.parameters(), lr=2e-2)
-    before = float(flow.log_prob(data, rtol=1e-5, atol=1e-5).mean())
+    before = float(flow.log_prob(data, ode=ODEOptions()).mean())
     for i in range(15):
         loss = flow.loss(data[(i * 32) % 256 :][:32]).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(flow.log_prob(data, rtol=1e-5, atol=1e-5).mean()) > before + 0.1
+    assert float(flow.log_prob(data, ode=ODEOptions()).mean()) > before + 0.1
 
 
 def test_fixed_grid_solver_options() -> None:
-    """`options` go to torchdiffeq with the model's method (loss, log_prob, sample); a call that
-    names its own method does not inherit them. rk4 on a fine grid matches dopri5."""
-    flow = _tiny_flow(7, method="rk4", options={"step_size": 0.05})
+    """The model's `ode` (a fixed-grid method and its step) goes to torchdiffeq in loss,
+    log_prob and sample; a call with its own `ode` uses that one whole. rk4 on a fine grid
+    matches dopri5."""
+    flow = _tiny_flow(7, ode=ODEOptions(method="rk4", step_size=0.05))
     x = torch.tensor([[0.4, -0.3], [1.1, 0.2]], dtype=torch.float64)
-    ref = flow.log_prob(x, method="dopri5", rtol=1e-8, atol=1e-8)
+    ref = flow.log_prob(x, ode=ODEOptions(method="dopri5", rtol=1e-8, atol=1e-8))
     torch.testing.assert_close(flow.log_prob(x), ref, atol=1e-6, rtol=0)
     torch.testing.assert_close(-flow.loss(x).detach(), ref, atol=1e-6, rtol=0)
-    coarse = flow.log_prob(x, options={"step_size": 0.5})
+    coarse = flow.log_prob(x, ode=ODEOptions(method="rk4", step_size=0.5))
     assert not torch.allclose(coarse, ref, atol=1e-9, rtol=0)
     assert flow.sample(3, generator=_gen(8)).shape == (3, 2)
 
@@ -127,10 +132,10 @@ def test_likelihood_evaluation_integrates_adaptively() -> None:
 
     from genlab.eval.likelihood import nll
 
-    flow = _tiny_flow(7, method="rk4", options={"step_size": 0.5})
+    flow = _tiny_flow(7, ode=ODEOptions(method="rk4", step_size=0.5))
     x = torch.tensor([[0.4, -0.3], [1.1, 0.2]], dtype=torch.float64)
     s = SimpleNamespace(draws=1, seed=0, trace="exact", probes=1, rtol=1e-8, atol=1e-8, k=1)
-    ref = flow.log_prob(x, method="dopri5", rtol=1e-8, atol=1e-8)
+    ref = flow.log_prob(x, ode=ODEOptions(method="dopri5", rtol=1e-8, atol=1e-8))
     torch.testing.assert_close(-nll(flow, x, s), ref, atol=1e-7, rtol=0)
     assert not torch.allclose(flow.log_prob(x), ref, atol=1e-6, rtol=0)
 
@@ -158,17 +163,18 @@ def test_flow_matching_cnf_is_the_pf_ode_in_other_coordinates(fm_model: Diffusio
     s0, big_s, tol = 1e-3, 500.0, 1e-6
     t0, t1 = s0 / (1 + s0), big_s / (1 + big_s)
     flow = ContinuousFlow.from_flow_matching(fm_model)
+    ode = ODEOptions(rtol=tol, atol=tol)
     cnf = integrate_log_prob(
-        flow.field(tuple(x.shape)), x / (1 + s0), t0, t1, lambda z: gaussian_log_prob(z, t1),
-        rtol=tol, atol=tol,
+        flow.field(tuple(x.shape)), x / (1 + s0), t0, t1,
+        lambda z: standard_normal_log_prob(z, t1), ode=ode,
     ).log_prob - 2 * math.log(1 + s0)  # fmt: skip
-    pf = fm_model.log_prob(x, sigma_min=s0, sigma_max=big_s, rtol=tol, atol=tol)
+    pf = fm_model.log_prob(x, sigma_min=s0, sigma_max=big_s, ode=ode)
     torch.testing.assert_close(cnf, pf, atol=1e-4, rtol=0)
     # Defaults: CNF on [0, 1] (exact base) vs the PF-ODE with a small sigma_min; they differ by
     # the PF-ODE's prior approximation N(0, sigma_max^2 I) at sigma_max = 500 (t = 0.998).
-    full = flow_matching_log_prob(fm_model, x, rtol=tol, atol=tol)
-    torch.testing.assert_close(full, fm_model.log_prob(x, sigma_min=1e-4, rtol=tol, atol=tol),
-                               atol=1e-2, rtol=0)  # fmt: skip
+    full = flow_matching_log_prob(fm_model, x, ode=ode)
+    torch.testing.assert_close(full, fm_model.log_prob(x, sigma_min=1e-4, ode=ode), atol=1e-2,
+                               rtol=0)  # fmt: skip
 
 
 def test_from_flow_matching_rejects_other_paths() -> None:

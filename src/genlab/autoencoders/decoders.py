@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_LOG_2PI = math.log(2.0 * math.pi)
+from genlab.density import LN2, LOG_2PI
 
 
 class Likelihood(nn.Module, ABC):
@@ -104,7 +104,7 @@ class GaussianLikelihood(Likelihood):
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
         mu, log_sigma = self._mu_log_sigma(params)
         z = (x - mu) * torch.exp(-log_sigma)
-        return -0.5 * (z.square() + 2.0 * log_sigma + _LOG_2PI).sum(-1)
+        return -0.5 * (z.square() + 2.0 * log_sigma + LOG_2PI).sum(-1)
 
     def mean(self, params: Tensor) -> Tensor:
         return self._mu_log_sigma(params)[0]
@@ -117,7 +117,7 @@ class GaussianLikelihood(Likelihood):
 
 def _log1mexp(a: Tensor) -> Tensor:
     """log(1 - exp(-a)) for a > 0, accurate for small and large a (Maechler 2012)."""
-    return torch.where(a < math.log(2.0), torch.log(-torch.expm1(-a)), torch.log1p(-torch.exp(-a)))
+    return torch.where(a < LN2, torch.log(-torch.expm1(-a)), torch.log1p(-torch.exp(-a)))
 
 
 class DiscretizedLogisticLikelihood(Likelihood):

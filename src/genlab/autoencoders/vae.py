@@ -15,9 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from genlab.autoencoders.decoders import Likelihood
+from genlab.density import LOG_2PI, standard_normal_log_prob
 from genlab.protocol import GenerativeModel
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def mlp(in_dim: int, out_dim: int, *, hidden: int = 256, depth: int = 2) -> nn.Sequential:
@@ -241,10 +240,11 @@ class VAE(LatentVAE):
 
     def posterior_log_prob(self, stats: Tensor, z: Tensor) -> Tensor:
         mu, logvar = self._split(stats)
-        return -0.5 * ((z - mu).square() * torch.exp(-logvar) + logvar + _LOG_2PI).sum(-1)
+        return -0.5 * ((z - mu).square() * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
 
     def prior_log_prob(self, z: Tensor) -> Tensor:
-        return -0.5 * (z.square() + _LOG_2PI).sum(-1)
+        flat = z.reshape(-1, z.shape[-1])  # (N, L)
+        return standard_normal_log_prob(flat).reshape(z.shape[:-1])
 
     def prior_sample(self, n: int, *, generator: torch.Generator | None) -> Tensor:
         p = next(self.decoder.parameters(), None)

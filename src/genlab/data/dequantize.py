@@ -10,8 +10,8 @@ y = logit(s) with s = a + (1 - 2a) x, a = 0.05. Its log-determinant is
 ln|dy/dx| = sum_i [ln(1 - 2a) - ln s_i - ln(1 - s_i)], so
 ln p_X(x) = ln p_Y(y) + sum_i [ln(1 - 2a) - ln s_i - ln(1 - s_i)].
 
-Bits per dimension on the discrete data (the anchor protocol, flows_digits.md):
-bpd = (nll_x + D ln L) / (D ln 2), where nll_x = -ln p_X(x) in nats.
+Bits per dimension on the discrete data: bpd = (nll_x + D ln L) / (D ln 2), where
+nll_x = -ln p_X(x) in nats (`genlab.density.level_shift` and `genlab.density.bits_per_dim`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from genlab import density
 
 __all__ = [
     "LOGIT_ALPHA",
@@ -58,4 +60,4 @@ def bits_per_dim(nll_nats_of_x: Tensor | float, D: int, levels: int) -> Tensor |
 
     ``nll_nats_of_x`` is the NLL of the dequantised x in [0,1)^D (per example or averaged).
     A density uniform on [0,1)^D (nll 0) gives exactly log2(levels)."""
-    return (nll_nats_of_x + D * math.log(levels)) / (D * math.log(2.0))
+    return density.bits_per_dim(nll_nats_of_x + density.level_shift(D, levels), D)

@@ -15,6 +15,7 @@ from genlab.diffusion.guidance import ClassifierFreeGuidance
 from genlab.diffusion.objectives import DenoisingLoss
 from genlab.diffusion.presets import Component, build_objective, get_preset
 from genlab.diffusion.sample import sample as sample_with_budget
+from genlab.ode.options import ODEOptions
 from genlab.protocol import GenerativeModel
 
 
@@ -147,24 +148,19 @@ class Diffusion(GenerativeModel):
         x: Tensor,
         cond: Tensor | None = None,
         *,
-        trace: str = "exact",
-        n_probes: int = 1,
-        probe: str = "rademacher",
+        ode: ODEOptions | None = None,
         sigma_min: float | None = None,
         sigma_max: float | None = None,
-        rtol: float = 1e-5,
-        atol: float = 1e-5,
-        method: str = "dopri5",
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """log p(x) in nats per example (B,) by the probability-flow ODE (Song et al. 2021,
-        Appendix D.2) over the model's sigma range unless given; see
+        Appendix D.2) over the model's sigma range unless given, with the divergence estimator
+        and solver of `ode` (default: exact trace, dopri5); see
         `genlab.diffusion.likelihood.log_prob` for the approximations (x is taken as the state
         at sigma_min; the prior is N(0, sigma_max^2 I))."""
         return likelihood.log_prob(
             self.denoiser, x,
             sigma_min=self.sigma_min if sigma_min is None else sigma_min,
             sigma_max=self.sigma_max if sigma_max is None else sigma_max,
-            cond=cond, trace=trace, n_probes=n_probes, probe=probe, rtol=rtol, atol=atol,
-            method=method, generator=generator,
+            cond=cond, ode=ode, generator=generator,
         )  # fmt: skip

@@ -31,6 +31,7 @@ from genlab.diffusion.model import Diffusion
 from genlab.discrete import Dequantized
 from genlab.errors import ConfigError
 from genlab.flows.cnf import ContinuousFlow
+from genlab.ode.options import ODEOptions
 
 __all__ = ["Estimate", "LikelihoodSettings", "estimate", "is_discrete", "log_prob_options", "nll"]
 
@@ -66,8 +67,8 @@ def log_prob_options(model: nn.Module, s: LikelihoodSettings, k: int | None = No
     """Keyword arguments of the family's own `log_prob` from the settings."""
     inner = _inner(model)
     if isinstance(inner, (Diffusion, ContinuousFlow)):
-        return dict(trace=s.trace, n_probes=s.probes, probe="rademacher", rtol=s.rtol,
-                    atol=s.atol, method="dopri5")  # fmt: skip
+        return {"ode": ODEOptions(trace=s.trace, probes=s.probes, probe="rademacher",
+                                  rtol=s.rtol, atol=s.atol, method="dopri5")}  # fmt: skip
     if isinstance(inner, LatentVAE):
         return dict(k=s.k if k is None else k)
     return {}
@@ -100,7 +101,7 @@ def nll(
                 xb = x[i : i + batch_size]
                 cb = None if cond is None else cond[i : i + batch_size]
                 if isinstance(model, Dequantized):
-                    lp = model.log_prob(xb, cb, generator=g, options=opts)
+                    lp = model.log_prob(xb, cb, generator=g, **opts)
                 elif takes_generator:
                     lp = model.log_prob(xb, cb, generator=g, **opts)
                 else:

@@ -4,6 +4,7 @@ Every layer implements ``forward(x, cond=None) -> (z, logdet)`` and
 ``inverse(z, cond=None) -> x`` (:class:`FlowLayer`).
 """
 
+from genlab.density import standard_normal_log_prob
 from genlab.flows.architectures import glow_image, glow_vector, nice, realnvp_image, realnvp_vector
 from genlab.flows.base import Compose, Flatten, FlowLayer, Squeeze, squeeze2d, unsqueeze2d
 from genlab.flows.conditioners import ConvConditioner, MLPConditioner
@@ -16,7 +17,7 @@ from genlab.flows.coupling import (
     Partition,
 )
 from genlab.flows.glow import ActNorm, InvConv1x1
-from genlab.flows.model import NormalizingFlow, dequantized_bpd, standard_normal_log_prob
+from genlab.flows.model import NormalizingFlow, dequantized_bpd
 from genlab.flows.multiscale import MultiScale
 from genlab.flows.preprocess import Logit
 

@@ -21,37 +21,24 @@ the exact trace (small d) or Hutchinson's estimator with fresh probes each call 
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
 import torch
 from torch import Tensor, nn
-from torchdiffeq import odeint
 
-from genlab.diffusion.likelihood import (
-    TRACES,
-    Field,
-    LikelihoodResult,
-    gaussian_log_prob,
-    integrate_log_prob,
-)
+from genlab.density import standard_normal_log_prob
 from genlab.diffusion.paths import LinearPath
+from genlab.ode.integrate import Field, LikelihoodResult, integrate_log_prob, solve
+from genlab.ode.options import ODEOptions
 from genlab.protocol import GenerativeModel
-
-T = TypeVar("T")
-
-
-def _or(value: T | None, default: T) -> T:
-    return default if value is None else value
 
 
 class ContinuousFlow(GenerativeModel):
     """FFJORD-style CNF with velocity network `net(x (B, *data_shape), time (B,), cond)`.
 
-    `trace`, `probe`, `n_probes`, `rtol`, `atol`, `method`, `options` and `adjoint` are the
-    defaults of `loss`; `log_prob` and `sample` accept their own. `options` are torchdiffeq's
-    solver options (e.g. {"step_size": 0.125} for a fixed-grid `method` such as "rk4"); they
-    go with the model's `method` and apply only when a call does not name its own method.
-    The state has the network's dtype.
+    `ode` is the divergence estimator and solver of `loss` (default
+    `ODEOptions(probe="gaussian")`: exact trace, dopri5 at rtol = atol = 1e-5) and the default
+    of `log_prob`, `transport` and `sample`, which accept their own `ode` instead (as a whole:
+    a fixed-grid training solver does not leak into an evaluation that names dopri5).
+    `adjoint` trains by the adjoint method. The state has the network's dtype.
     """
 
     loss_is_nll = True
@@ -62,36 +49,19 @@ class ContinuousFlow(GenerativeModel):
         data_shape: tuple[int, ...],
         *,
         time_scale: float = 1000.0,
-        trace: str = "exact",
-        probe: str = "gaussian",
-        n_probes: int = 1,
-        rtol: float = 1e-5,
-        atol: float = 1e-5,
-        method: str = "dopri5",
-        options: dict[str, Any] | None = None,
+        ode: ODEOptions | None = None,
         adjoint: bool = False,
     ) -> None:
         super().__init__()
-        if trace not in TRACES:
-            raise ValueError(f"unknown trace {trace!r}; allowed: {', '.join(TRACES)}")
         self.net = net
         self.data_shape = tuple(data_shape)
         self.time_scale = time_scale  # net time = time_scale * t (paths.net_time: 1000 t)
-        self.trace, self.probe, self.n_probes = trace, probe, n_probes
-        self.rtol, self.atol, self.method, self.adjoint = rtol, atol, method, adjoint
-        self.options = None if options is None else dict(options)
+        self.ode = ODEOptions(probe="gaussian") if ode is None else ode
+        self.adjoint = adjoint
 
     @classmethod
     def from_flow_matching(
-        cls,
-        model: nn.Module,
-        *,
-        trace: str = "exact",
-        probe: str = "gaussian",
-        n_probes: int = 1,
-        rtol: float = 1e-5,
-        atol: float = 1e-5,
-        method: str = "dopri5",
+        cls, model: nn.Module, *, ode: ODEOptions | None = None
     ) -> ContinuousFlow:
         """The CNF of a flow-matching `Diffusion` (linear path, velocity parameterization,
         e.g. the `flow-matching` and `rectified-flow` presets), sharing its network."""
@@ -101,18 +71,7 @@ class ContinuousFlow(GenerativeModel):
         if not isinstance(path, LinearPath) or getattr(param, "name", None) != "velocity":
             raise ValueError("needs a Diffusion with the linear path and velocity parameterization")
         scale = float(path.net_time(torch.tensor(1.0, dtype=torch.float64)))
-        return cls(
-            model.net, model.data_shape, time_scale=scale, trace=trace, probe=probe,
-            n_probes=n_probes, rtol=rtol, atol=atol, method=method,
-        )  # fmt: skip
-
-    def _solver(
-        self, method: str | None, options: dict[str, Any] | None
-    ) -> tuple[str, dict[str, Any] | None]:
-        """(method, options) of a call: the model's options only go with the model's method."""
-        if method is None:
-            return self.method, _or(options, self.options)
-        return method, options
+        return cls(model.net, model.data_shape, time_scale=scale, ode=ode)
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -136,28 +95,18 @@ class ContinuousFlow(GenerativeModel):
         x: Tensor,
         cond: Tensor | None = None,
         *,
-        trace: str | None = None,
-        n_probes: int | None = None,
-        probe: str | None = None,
-        rtol: float | None = None,
-        atol: float | None = None,
-        method: str | None = None,
-        options: dict[str, Any] | None = None,
+        ode: ODEOptions | None = None,
         generator: torch.Generator | None = None,
         differentiable: bool = False,
     ) -> LikelihoodResult:
-        """The joint solve of x (t = 0) to z (t = 1) with its divergence integral; unset
-        settings fall back to the model's."""
-        method, options = self._solver(method, options)
+        """The joint solve of x (t = 0) to z (t = 1) with its divergence integral, with `ode`
+        (default: the model's); Hutchinson probes are drawn from `generator`."""
         x = x.to(self._dtype)
-        flat = x.reshape(x.shape[0], -1)  # (B, d)
         return integrate_log_prob(
-            self.field(tuple(x.shape), cond), flat, 0.0, 1.0, gaussian_log_prob,
-            trace=_or(trace, self.trace), n_probes=_or(n_probes, self.n_probes),
-            probe=_or(probe, self.probe), rtol=_or(rtol, self.rtol), atol=_or(atol, self.atol),
-            method=method, options=options,
-            generator=generator, differentiable=differentiable,
-            adjoint=differentiable and self.adjoint, params=list(self.net.parameters()),
+            self.field(tuple(x.shape), cond), x.reshape(x.shape[0], -1), 0.0, 1.0,
+            standard_normal_log_prob, ode=self.ode if ode is None else ode, generator=generator,
+            differentiable=differentiable, adjoint=differentiable and self.adjoint,
+            params=list(self.net.parameters()),
         )  # fmt: skip
 
     def log_prob(
@@ -165,20 +114,11 @@ class ContinuousFlow(GenerativeModel):
         x: Tensor,
         cond: Tensor | None = None,
         *,
-        trace: str | None = None,
-        n_probes: int | None = None,
-        probe: str | None = None,
-        rtol: float | None = None,
-        atol: float | None = None,
-        method: str | None = None,
-        options: dict[str, Any] | None = None,
+        ode: ODEOptions | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """log p(x) in nats per example (B,), no graph (Grathwohl et al. 2019, eq. 4)."""
-        return self.log_prob_details(
-            x, cond, trace=trace, n_probes=n_probes, probe=probe, rtol=rtol, atol=atol,
-            method=method, options=options, generator=generator,
-        ).log_prob  # fmt: skip
+        return self.log_prob_details(x, cond, ode=ode, generator=generator).log_prob
 
     def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """Negative log-likelihood per example (B,), differentiable in the network's weights
@@ -193,21 +133,15 @@ class ContinuousFlow(GenerativeModel):
         t_to: float,
         cond: Tensor | None = None,
         *,
-        rtol: float | None = None,
-        atol: float | None = None,
-        method: str | None = None,
-        options: dict[str, Any] | None = None,
+        ode: ODEOptions | None = None,
     ) -> Tensor:
-        """Solve dx/dt = v(x, t) from t_from to t_to (no trace); x (B, *data_shape)."""
-        method, options = self._solver(method, options)
+        """Solve dx/dt = v(x, t) from t_from to t_to (no trace) with the solver of `ode`
+        (default: the model's); x (B, *data_shape)."""
         x = x.to(self._dtype)
-        ts = torch.tensor([t_from, t_to], dtype=x.dtype, device=x.device)
         f = self.field(tuple(x.shape), cond)
-        xs = odeint(
-            lambda t, y: f(y, t), x.reshape(x.shape[0], -1), ts, rtol=_or(rtol, self.rtol),
-            atol=_or(atol, self.atol), method=method, options=options,
-        )  # fmt: skip
-        return xs[-1].reshape(x.shape)
+        flat = x.reshape(x.shape[0], -1)  # (B, d)
+        out = solve(lambda t, y: f(y, t), flat, t_from, t_to, self.ode if ode is None else ode)
+        return out.reshape(x.shape)
 
     @torch.no_grad()
     def sample(
@@ -216,17 +150,12 @@ class ContinuousFlow(GenerativeModel):
         cond: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
-        rtol: float | None = None,
-        atol: float | None = None,
-        method: str | None = None,
-        options: dict[str, Any] | None = None,
+        ode: ODEOptions | None = None,
     ) -> Tensor:
         """n draws: z ~ N(0, I) at t = 1 transported to t = 0."""
         device = next(self.net.parameters()).device
         z = torch.randn((n, *self.data_shape), generator=generator, dtype=self._dtype).to(device)
-        return self.transport(
-            z, 1.0, 0.0, cond, rtol=rtol, atol=atol, method=method, options=options
-        )
+        return self.transport(z, 1.0, 0.0, cond, ode=ode)
 
 
 def flow_matching_log_prob(
@@ -234,19 +163,11 @@ def flow_matching_log_prob(
     x: Tensor,
     cond: Tensor | None = None,
     *,
-    trace: str = "exact",
-    n_probes: int = 1,
-    probe: str = "rademacher",
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
-    method: str = "dopri5",
+    ode: ODEOptions | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """log p(x) (B,) of a flow-matching `Diffusion` evaluated as a CNF (no sigma_min bias, exact
     base at t = 1); agrees with `model.log_prob(x)` up to that model's sigma_min/sigma_max
-    approximations, since both integrate the same ODE."""
-    flow = ContinuousFlow.from_flow_matching(model)
-    return flow.log_prob(
-        x, cond, trace=trace, n_probes=n_probes, probe=probe, rtol=rtol, atol=atol, method=method,
-        generator=generator,
-    )  # fmt: skip
+    approximations, since both integrate the same ODE. `ode` defaults to `ODEOptions()`."""
+    flow = ContinuousFlow.from_flow_matching(model, ode=ODEOptions() if ode is None else ode)
+    return flow.log_prob(x, cond, generator=generator)

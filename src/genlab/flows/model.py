@@ -23,18 +23,11 @@ import torch
 from torch import Tensor
 
 from genlab.data.dequantize import bits_per_dim, dequantize
+from genlab.density import level_shift, standard_normal_log_prob
 from genlab.flows.base import FlowLayer
 from genlab.protocol import GenerativeModel
 
-__all__ = ["NormalizingFlow", "standard_normal_log_prob", "dequantized_bpd"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """ln N(z; 0, I) per example, summed over all but the first dim: (B,)."""
-    z = z.flatten(1)
-    return -0.5 * (z * z).sum(1) - 0.5 * z.shape[1] * _LOG_2PI
+__all__ = ["NormalizingFlow", "dequantized_bpd"]
 
 
 class NormalizingFlow(GenerativeModel):
@@ -74,8 +67,11 @@ class NormalizingFlow(GenerativeModel):
         z, ld = self.flow(x, cond)
         return z, logdet + ld
 
-    def log_prob(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        """ln p_X(x) in nats per example, (B,); x in [0,1)^D when ``levels`` is set."""
+    def log_prob(
+        self, x: Tensor, cond: Tensor | None = None, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """ln p_X(x) in nats per example, (B,); x in [0,1)^D when ``levels`` is set. Exact and
+        deterministic: ``generator`` is accepted (as by every family) and unused."""
         z, logdet = self.transform(x, cond)
         return standard_normal_log_prob(z) + logdet
 
@@ -84,7 +80,7 @@ class NormalizingFlow(GenerativeModel):
         if self.levels is None:
             return -self.log_prob(x, cond)
         xd = dequantize(x, self.levels)
-        return -self.log_prob(xd, cond) + self.dim * math.log(self.levels)
+        return -self.log_prob(xd, cond) + level_shift(self.dim, self.levels)
 
     @torch.no_grad()
     def sample(
