@@ -1,6 +1,6 @@
 """EDM vs DDPM vs flow matching on the 8x8 digits at the same network, budget and NFE.
 
-The three presets of DESIGN.md section 1 -- `edm` (Karras et al. 2022: preconditioning,
+Three presets of the one denoising objective -- `edm` (Karras et al. 2022: preconditioning,
 log-normal sigmas, EDM weighting), `ddpm` (Ho et al. 2020: discrete betas, eps, uniform k)
 and `flow-matching` (Lipman et al. 2023: linear path, velocity, uniform t) -- each train the
 same UNet (``configs/digits-{edm,ddpm,fm}.toml``: same net, steps, batch, learning rate, EMA)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def row(run: Run, spec: SampleSpec, n: int, *, guidance: float | None = None,
     """Image metrics of n samples drawn with `spec`, and the sampling time."""
     data = make_data(run.config.data)
     start = time.perf_counter()
-    x, _ = draw(run.model, n, spec, seed=0, cond=labels, guidance=guidance)
+    x = draw(run, n, replace(spec, guidance=guidance), seed=0, cond=labels)
     seconds = time.perf_counter() - start
     return {**evaluate_images(x, data, labels=labels, seed=0), "seconds": seconds}
 

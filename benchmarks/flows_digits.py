@@ -1,13 +1,13 @@
 """genlab Real NVP and Glow on scikit-learn's 8x8 digits against normflows, in one run.
 
-Protocol (``/work/shared/anchors/flows_digits.md``): fixed split default_rng(0).permutation,
-1437 train / 360 test; x = (v + u)/17 with fresh u per batch; logit with a = 0.05 and its
-log-det; bpd = (E_u[-ln p_X(x)] + D ln 17)/(D ln 2); Adam lr 1e-3 with linear warm-up over
-200 steps, batch 128, at most 4000 steps or 720 s of training, gradient norm clipped at 100,
-loss = batch-mean bpd, seed 0. Test averages over 10 fixed dequantisation draws (seeds
-1000..1009).
+Protocol (normalizing flows on the digits in ``benchmarks/protocols.md``): fixed split
+default_rng(0).permutation, 1437 train / 360 test; x = (v + u)/17 with fresh u per batch;
+logit with a = 0.05 and its log-det; bpd = (E_u[-ln p_X(x)] + D ln 17)/(D ln 2); Adam lr
+1e-3 with linear warm-up over 200 steps, batch 128, at most 4000 steps or 720 s of training,
+gradient norm clipped at 100, loss = batch-mean bpd, seed 0. Test averages over 10 fixed
+dequantisation draws (seeds 1000..1009).
 
-Validation (the anchor's supplementary protocol): every model trains on the first 1293
+Validation (the supplementary protocol): every model trains on the first 1293
 train images and is scored every 100 steps on the last 144 (seeds 2000..2009); the test split
 plays no part in any choice.
 

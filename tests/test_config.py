@@ -36,15 +36,15 @@ grad_clip = 0
     (tmp_path / "c.toml").write_text(text)
     cfg = load_config(tmp_path / "c.toml", ["train.steps=7", "sample.sampler=euler"])
     assert cfg.train.steps == 7 and cfg.sample.sampler == "euler"
-    assert cfg.model.path_options == {"schedule": "cosine"}
-    assert cfg.train.to_train_config().grad_clip == 0
+    assert cfg.options.path_options == {"schedule": "cosine"}
+    assert cfg.train.grad_clip == 0
     assert RunConfig.from_toml(cfg.to_toml()) == cfg
     assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_options_without_name_adjust_the_preset_piece() -> None:
     cfg = RunConfig.from_dict({"model": {"preset": "ddpm", "path_options": {"schedule": "cosine"}}})
-    comp = cfg.model.component("path")
+    comp = cfg.options.component("path")
     assert comp is not None and comp.name == "ddpm" and comp.options["schedule"] == "cosine"
 
 
@@ -67,7 +67,7 @@ def test_override_reaches_into_tables() -> None:
 
 BAD = [
     ({"train": {"stepz": 1}}, "train.stepz: unknown key (allowed: batch_size"),
-    ({"trian": {}}, "trian: unknown key (allowed: cnf, data, flow, likelihood, model"),
+    ({"trian": {}}, "trian: unknown key (allowed: categorical-vae, cnf, data, flow, likelihood"),
     ({"model": {"preset": "flow-matchin"}}, "model.preset: 'flow-matchin' is not one of ddim"),
     ({"train": {"lr": -1}}, "train.lr: must be > 0 (got -1)"),
     ({"train": {"steps": 0}}, "train.steps: must be >= 1"),
@@ -94,7 +94,7 @@ BAD = [
     ({"model": {"family": "glow", "preset": "edm"}},
      "model.preset: only for model.family = 'diffusion' (got 'glow')"),
     ({"model": {"family": "glow"}, "vae": {}}, "vae: not a section of model.family = 'glow'"),
-    ({"model": {"family": "flowz"}}, "model.family: 'flowz' is not one of cnf, diffusion"),
+    ({"model": {"family": "flowz"}}, "model.family: 'flowz' is not one of categorical-vae, cnf"),
     ({"data": {"name": "digits"}, "model": {"family": "realnvp"}},
      "data.dequantize: model.family = 'realnvp' is a density of continuous data"),
     ({"data": {"name": "moons", "dequantize": True}}, "data.dequantize: only for image data"),
@@ -104,7 +104,7 @@ BAD = [
      "flow.stepz: unknown key (allowed: checkerboard, dropout, hidden, layers, levels, lu"),
     ({"model": {"family": "cnf"}, "cnf": {"trace": "exactly"}}, "cnf.trace: "),
     ({"model": {"family": "cnf"}, "cnf": {"method": "rk4"}},
-     "cnf: method 'rk4' is fixed-grid: set cnf.step_size"),
+     "cnf: method 'rk4' is fixed-grid: set step_size"),
     ({"model": {"family": "cnf"}, "cnf": {"step_size": 0.1}},
      "cnf: step_size is only for fixed-grid methods, not 'dopri5'"),
     ({"model": {"family": "cnf"}, "cnf": {"method": "rk5"}},
@@ -144,8 +144,8 @@ def test_net_options_fill_defaults_and_round_trip() -> None:
               "model": {"preset": "edm", "num_classes": 10, "label_dropout": 0.2},
               "net": {"name": "unet", "channels": 16, "channel_mult": [1, 2]}}  # fmt: skip
     cfg = RunConfig.from_dict(values)
-    opts = cfg.net.options()
-    assert opts["channels"] == 16 and opts["channel_mult"] == (1, 2)
-    assert opts["num_res_blocks"] == 1 and "patch_size" not in opts
+    opts = cfg.net.options
+    assert opts.channels == 16 and opts.channel_mult == (1, 2)
+    assert opts.num_res_blocks == 1 and not hasattr(opts, "patch_size")
     assert RunConfig.from_toml(cfg.to_toml()) == cfg
     assert RunConfig.from_dict(cfg.to_dict()) == cfg

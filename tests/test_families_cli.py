@@ -40,7 +40,7 @@ FAMILIES = {
                '[model]\nfamily = "realnvp"\n[flow]\nsteps = 2\nhidden = 8\n',
     "nice": '[data]\nname = "digits"\ndequantize = true\nlogit = 0.05\n'
             '[model]\nfamily = "nice"\n[flow]\nsteps = 2\nhidden = 16\n',
-    "vae": '[data]\nname = "digits"\n[model]\nfamily = "vae"\n[vae]\nlatent = 4\nhidden = 32\n',
+    "vae": '[data]\nname = "digits"\n[model]\nfamily = "vae"\n[vae]\nlatent_dim = 4\nhidden = 32\n',
     "edm": '[data]\nname = "digits"\ndequantize = true\n[model]\npreset = "edm"\n'
            '[net]\nname = "mlp"\nhidden = 32\ndepth = 2\n',
     "cnf": '[data]\nname = "digits"\ndequantize = true\nlogit = 0.05\n[model]\nfamily = "cnf"\n'

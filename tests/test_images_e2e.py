@@ -192,10 +192,10 @@ def test_bad_image_options_are_one_line(
 
 
 def test_image_nets_are_checked_and_an_mlp_sees_flat_pixels() -> None:
-    from genlab.runs import build_net
+    from genlab.families import net_for
 
     cfg = RunConfig.from_dict({"data": {"name": "digits"}, "net": {"name": "mlp", "depth": 1}})
-    net = build_net(cfg, (1, 8, 8))
+    net = net_for(cfg, (1, 8, 8))
     x = torch.randn(3, 1, 8, 8)
     out = net(x, torch.zeros(3))
     assert out.shape == x.shape
@@ -220,8 +220,8 @@ def test_images_path_loads_npy_and_checks_channels(tmp_path: Path) -> None:
     data = make_data(cfg.data)
     assert data.shape == (1, 8, 8) and data.test.shape[0] == 5 and data.train.shape[0] == 50
     assert float(data.train.min()) >= -1 and float(data.train.max()) <= 1
-    bad = cfg.model_copy(update={"data": cfg.data.model_copy(update={"channels": 3})})
+    bad = cfg.data.model_copy(update={"channels": 3})
     with pytest.raises(Exception, match="channels"):
-        make_data(bad.data)
+        make_data(bad)
     with pytest.raises(ConfigError, match="data.path: required"):
         RunConfig.from_dict({"data": {"name": "images"}, "net": {"name": "unet"}})

@@ -92,10 +92,16 @@ def train(
 # ----------------------------------------------------------------------------- sample
 
 
-def _spec(cfg: RunConfig, sampler: str | None, nfe: int | None, schedule: str | None) -> SampleSpec:
-    """Flags first, then the run's [sample] section, then the preset's defaults."""
+def _spec(
+    cfg: RunConfig,
+    sampler: str | None,
+    nfe: int | None,
+    schedule: str | None,
+    guidance: float | None = None,
+) -> SampleSpec:
+    """Flags first, then the run's [sample] section, then the family's defaults."""
     s = cfg.sample
-    return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule)
+    return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule, guidance)
 
 
 SamplerOpt = Annotated[str | None, typer.Option("--sampler", help="Sampler name (run default).")]
@@ -164,8 +170,9 @@ def sample(
     seed = run.config.sample.seed if seed is None else seed
     labels, per_row = _labels(run, count, class_)
     count = count if labels is None else labels.shape[0]
-    spec = _spec(run.config, sampler, nfe, schedule)
-    x, _ = draw(run.model, count, spec, seed=seed, cond=labels, guidance=guidance)
+    _needs_labels(guidance, labels)
+    x = draw(run, count, _spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
+             cond=labels)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     if not png:
         np.save(out, x.numpy())
@@ -176,17 +183,22 @@ def sample(
 
         save_image_grid(x.clamp(-1, 1), out, nrow=per_row)
     else:
-        _scatter(run.config, x, out)
+        _scatter(run, x, out)
     console.print(f"wrote {count} samples to {out}")
 
 
-def _scatter(cfg: RunConfig, x: torch.Tensor, out: Path) -> None:
+def _needs_labels(guidance: float | None, labels: torch.Tensor | None) -> None:
+    if guidance is not None and labels is None:
+        raise ConfigError("--guidance: needs a class-conditional run (model.num_classes > 0)")
+
+
+def _scatter(run: Run, x: torch.Tensor, out: Path) -> None:
     from genlab.viz import plot_samples
 
     if x.shape[1] < 2:
         raise ConfigError(f"--out {out}: a scatter needs D >= 2 (got {x.shape[1]}); use .npy")
-    name = cfg.model.preset if cfg.model.is_diffusion else cfg.model.family
-    plot_samples(x, make_data(cfg.data).test, out, title=f"{name} samples")
+    title = f"{run.family.describe(run.config)}: samples"
+    plot_samples(x, make_data(run.config.data).test, out, title=title)
 
 
 # ----------------------------------------------------------------------------- eval
@@ -235,22 +247,19 @@ def eval_(
     run = load_run(run_dir)
     data = make_data(run.config.data)
     estimates = _test_likelihood(run, data) if likelihood else []
-    spec = _spec(run.config, sampler, nfe, schedule)
+    spec = _spec(run.config, sampler, nfe, schedule, guidance)
     seed = run.config.sample.seed if seed is None else seed
     count = n or data.test.shape[0]
-    labels = None
-    if run.config.model.num_classes > 0:
-        labels = test_labels(data, count)
-    elif guidance is not None:
-        raise ConfigError("--guidance: the run is not class-conditional (model.num_classes = 0)")
-    x, _ = draw(run.model, count, spec, seed=seed, cond=labels, guidance=guidance)
+    labels = test_labels(data, count) if run.config.model.num_classes > 0 else None
+    _needs_labels(guidance, labels)
+    x = draw(run, count, spec, seed=seed, cond=labels)
     if run.is_image:
         metrics = evaluate_images(x, data, labels=labels, seed=seed)
         meets = metrics["fd_ratio"] <= IMAGE_TARGET_RATIO
     else:
         metrics = evaluate(x, data, seed=seed)
         meets = metrics["sw2_ratio"] <= 2.0
-    used = sampling_record(run.model, spec)
+    used = sampling_record(run, spec)
     record: dict[str, Any] = {
         "checkpoint": str(run.checkpoint), **used, "n": count, "seed": seed,
         "guidance": guidance, "metrics": _json_safe(metrics), "meets_target": meets,
@@ -272,10 +281,12 @@ def eval_(
 def _test_likelihood(run: Run, data: Any) -> list[Any]:
     from genlab.eval.likelihood import estimate
 
+    if run.family.likelihood is None:
+        raise ConfigError(f"--likelihood: model.family = {run.family.name!r} has no likelihood")
     s = run.config.likelihood
     x = data.test[: s.n]
     cond = None if data.test_labels is None else data.test_labels[: s.n]
-    return estimate(run.model, x, s, cond=cond, image=run.is_image)
+    return estimate(run.model, x, s, run.family.likelihood(s), cond=cond, image=run.is_image)
 
 
 IMAGE_TARGET_RATIO = 3.0  # FD within 3x its noise floor
@@ -307,6 +318,20 @@ def demo(
 
     index = run_demo(out, quick=quick, console=console)
     console.print(f"report: {index}")
+
+
+@app.command("families")
+def families_() -> None:
+    """List the model families a config can name (`[model] family = ...`)."""
+    from genlab import families
+
+    table = Table(title="model families (model.family)")
+    for col in ("family", "section", "data", "likelihood", "description"):
+        table.add_column(col, overflow="fold")
+    for f in families.all_families():
+        bounds = "-" if f.likelihood is None else "yes"
+        table.add_row(f.name, f.table, " / ".join(f.data), bounds, f.description)
+    console.print(table)
 
 
 @bench_app.command("samplers")
@@ -391,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     except GenlabError as err:
         _fail(f"error: {err}", 2)
     except pydantic.ValidationError as err:
-        _fail(f"config error: {format_validation_error(err, RunConfig)}", 2)
+        _fail(f"config error: {format_validation_error(err)}", 2)
     except tomllib.TOMLDecodeError as err:
         _fail(f"config error: invalid TOML: {err}", 2)
     except OSError as err:

@@ -20,7 +20,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,7 @@ def _sample_rows(job: Job, run: Run, data: Data) -> tuple[list[dict[str, Any]], 
     rows, panels = [], {}
     for sampler, nfe in job.samplers:
         start = time.perf_counter()
-        x, _ = draw(run.model, data.test.shape[0], SampleSpec(sampler, nfe), seed=0)
+        x = draw(run, data.test.shape[0], SampleSpec(sampler, nfe), seed=0)
         seconds = time.perf_counter() - start
         metrics = {k: _finite(v) for k, v in evaluate(x, data, seed=0).items()}
         ratio = metrics["sw2_ratio"]
@@ -191,7 +191,7 @@ def _path_trajectory(run: Run, n: int = 200) -> list[Tensor]:
     def keep(info: dict[str, Any]) -> None:
         steps.append((info["x"].clone(), float(info["sigma"])))
 
-    x, _ = draw(run.model, n, SampleSpec("euler", 20), seed=1, callback=keep)
+    x = draw(run, n, SampleSpec("euler", 20), seed=1, callback=keep)
     path = run.model.objective.path
     return [state * _alpha(path, sigma) for state, sigma in steps] + [x]
 
@@ -254,7 +254,7 @@ def _digits_row(run: Run, data: Data, spec: SampleSpec, w: float, grid: Path) ->
 
     labels = test_labels(data, run.config.sample.n)
     start = time.perf_counter()
-    x, _ = draw(run.model, labels.shape[0], spec, seed=0, cond=labels, guidance=w)
+    x = draw(run, labels.shape[0], replace(spec, guidance=w), seed=0, cond=labels)
     seconds = time.perf_counter() - start
     metrics = evaluate_images(x, data, labels=labels, seed=0)
     save_image_grid(_class_rows(x.clamp(-1, 1), labels), grid, nrow=10, scale=4)

@@ -61,6 +61,7 @@ class Dequantized(GenerativeModel):
             raise ValueError(f"logit constant must lie in [0, 0.5), got {logit}")
         self.model, self.levels, self.logit = model, int(levels), logit
         self.loss_is_nll = bool(getattr(model, "loss_is_nll", False))
+        self.discrete = True  # log_prob bounds ln P of the discrete levels
 
     def represent(
         self, x: Tensor, *, generator: torch.Generator | None = None

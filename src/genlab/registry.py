@@ -1,14 +1,12 @@
-"""Flat name -> object tables for configs and the command line (STYLE.md principle 8).
+"""Flat name -> object tables for configs and the command line.
 
 Code calls the objects directly; these tables only exist so that a TOML file or a flag can
-name them. Every name a config accepts is validated against one of these keys.
+name them, and every name a config accepts is validated against one of their keys. No
+config can reach an object outside them (no imports by name, no `globals()`). The model
+families have their own table, `genlab.families`; the networks theirs, `genlab.nets.table`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-
-from torch import nn
 
 from genlab.data.toy import TOY_DATASETS
 from genlab.diffusion.objectives import NOISE_DISTRIBUTIONS, WEIGHTINGS
@@ -17,12 +15,7 @@ from genlab.diffusion.paths import PATHS
 from genlab.diffusion.presets import PRESETS
 from genlab.diffusion.sample import SAMPLERS
 from genlab.diffusion.schedules import GRIDS
-from genlab.nets.dit import DiT
-from genlab.nets.mlp import MLP
-from genlab.nets.unet import UNet
-
-NETS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "unet": UNet, "dit": DiT}
-IMAGE_NETS: tuple[str, ...] = ("unet", "dit")  # networks over (B, C, H, W) images
+from genlab.nets.table import NETS
 
 # data sets that are not plain toy samplers: an analytic mixture and point-cloud files
 GMM_RING = "gmm-ring"
@@ -40,7 +33,6 @@ __all__ = [
     "GRIDS",
     "IMAGES",
     "IMAGE_DATASETS",
-    "IMAGE_NETS",
     "NETS",
     "NOISE_DISTRIBUTIONS",
     "PARAMETERIZATIONS",

@@ -128,15 +128,16 @@ def test_fixed_grid_solver_options() -> None:
 def test_likelihood_evaluation_integrates_adaptively() -> None:
     """A CNF trained on a coarse fixed grid is scored by `genlab.eval.likelihood` as the
     continuous flow: dopri5 at the settings' tolerances, not the training grid."""
-    from types import SimpleNamespace
-
+    from genlab import families
+    from genlab.config import LikelihoodSection
     from genlab.eval.likelihood import nll
 
     flow = _tiny_flow(7, ode=ODEOptions(method="rk4", step_size=0.5))
     x = torch.tensor([[0.4, -0.3], [1.1, 0.2]], dtype=torch.float64)
-    s = SimpleNamespace(draws=1, seed=0, trace="exact", probes=1, rtol=1e-8, atol=1e-8, k=1)
+    s = LikelihoodSection(draws=1, seed=0, trace="exact", rtol=1e-8, atol=1e-8)
+    (bound,) = families.get("cnf").likelihood(s)  # what `genlab eval --likelihood` uses
     ref = flow.log_prob(x, ode=ODEOptions(method="dopri5", rtol=1e-8, atol=1e-8))
-    torch.testing.assert_close(-nll(flow, x, s), ref, atol=1e-7, rtol=0)
+    torch.testing.assert_close(-nll(flow, x, s, bound), ref, atol=1e-7, rtol=0)
     assert not torch.allclose(flow.log_prob(x), ref, atol=1e-6, rtol=0)
 
 

@@ -1,4 +1,4 @@
-"""Contract test run over every flow layer (STYLE.md principle 10): exact inverse in float64
+"""Contract test run over every flow layer: exact inverse in float64
 and log-determinant equal to ln|det J| of the brute-force autograd Jacobian."""
 
 from __future__ import annotations

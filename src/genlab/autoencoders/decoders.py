@@ -26,6 +26,7 @@ class Likelihood(nn.Module, ABC):
     """
 
     n_params: int = 1
+    discrete: bool = False  # a probability of discrete values, not a density
 
     @abstractmethod
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
@@ -133,6 +134,8 @@ class DiscretizedLogisticLikelihood(Likelihood):
     log space through sigmoid(a) - sigmoid(b) = sigmoid(a) sigmoid(-b) (1 - exp(b - a)), which
     is stable even far in the tails (no pdf fallback needed). The decoder outputs (mu, log s).
     """
+
+    discrete = True
 
     n_params = 2
 

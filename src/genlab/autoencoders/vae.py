@@ -57,6 +57,7 @@ class LatentVAE(GenerativeModel):
         self.data_shape = tuple(data_shape)
         self.data_dim = math.prod(self.data_shape)
         self.latent_dim = latent_dim
+        self.discrete = bool(likelihood.discrete)  # a discrete decoder: ln P of the data
 
     # --- what a subclass defines -------------------------------------------------------------
     @abstractmethod

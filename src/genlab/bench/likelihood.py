@@ -44,11 +44,11 @@ from typing import Any
 import torch
 
 from genlab.config import RunConfig, apply_override, read_toml
+from genlab.density import bits_per_dim
 from genlab.errors import ConfigError
 
 __all__ = ["Row", "categorical_bpd", "find_configs", "format_table", "main", "run", "to_markdown"]
 
-LN2 = math.log(2.0)
 DATA = ("digits", "ring")
 DEFAULT_CONFIGS = "configs/likelihood"
 # --quick: a smoke run of every config (minutes on a CPU)
@@ -84,7 +84,7 @@ def categorical_bpd(train_v: torch.Tensor, test_v: torch.Tensor, levels: int) ->
     counts.scatter_add_(1, tr.T, torch.ones(tr.T.shape, dtype=torch.float64))
     logp = torch.log(counts / counts.sum(1, keepdim=True))  # (D, L)
     ll = logp.gather(1, te.T).sum(0)  # (N_test,)
-    return float((-ll / (d * LN2)).mean())
+    return float(bits_per_dim(-ll, d).mean())
 
 
 def find_configs(configs: str | Path, data: str, only: Sequence[str] | None = None) -> list[Path]:
@@ -122,30 +122,10 @@ def _key(cfg: RunConfig) -> str:
 
 
 def describe(cfg: RunConfig) -> str:
-    """The row's model in a few words."""
-    m, d = cfg.model, cfg.data
-    if m.is_diffusion:
-        net = cfg.net.options()
-        size = (f"MLP {net['hidden']}x{net['depth']}" if cfg.net.name == "mlp"
-                else cfg.net.name)  # fmt: skip
-        what = f"{m.preset}, {size}" + (f", dropout {net['dropout']}" if net.get("dropout") else "")
-    elif m.family == "cnf":
-        net, c = cfg.net.options(), cfg.cnf
-        assert c is not None
-        solver = (f"{c.method} rtol {c.rtol:g}" if c.step_size is None
-                  else f"{c.method} step {c.step_size:g}")  # fmt: skip
-        what = f"FFJORD, MLP {net['hidden']}x{net['depth']}, train {c.trace} trace, {solver}"
-    elif m.family == "vae":
-        v = cfg.vae
-        assert v is not None
-        what = f"latent {v.latent}, MLP {v.hidden}x{v.depth}, decoder {v.decoder}"
-    else:
-        f = cfg.flow
-        assert f is not None
-        what = f"{m.family}, {f.steps} steps, hidden {f.hidden}" + (
-            f", dropout {f.dropout}" if f.dropout else "")  # fmt: skip
-    if d.dequantize:
-        what += f"; logit {d.logit:g}" if d.logit is not None else "; [-1, 1)"
+    """The row's model in a few words: the family's description, then the data's form."""
+    what = cfg.family.describe(cfg)
+    if cfg.data.dequantize:
+        what += f"; logit {cfg.data.logit:g}" if cfg.data.logit is not None else "; [-1, 1)"
     return what
 
 
@@ -173,7 +153,9 @@ def run_one(
     s = cfg.likelihood
     x = data.test[: s.n]
     t0 = time.perf_counter()
-    estimates = estimate(run.model, x, s, cond=None, image=run.is_image)
+    if run.family.likelihood is None:
+        raise ConfigError(f"{path}: model.family = {run.family.name!r} has no likelihood")
+    estimates = estimate(run.model, x, s, run.family.likelihood(s), image=run.is_image)
     eval_s = time.perf_counter() - t0
     image = run.is_image
     unit = "bpd" if image else "nats"
@@ -183,7 +165,7 @@ def run_one(
     sel = "val NLL" if val_is_nll else "val loss"
     val = result.best_val
     if val is not None and val_is_nll:
-        val = val / (math.prod(x.shape[1:]) * LN2) if image else val  # in the test's unit
+        val = bits_per_dim(val, math.prod(x.shape[1:])) if image else val  # the test's unit
     common_notes = [
         describe(cfg),
         f"stop: {stop}, best step {result.best_step} ({sel})",

@@ -1,7 +1,8 @@
 """Sampler benchmark: PF-ODE discretisation error vs NFE on analytic Gaussian mixtures.
 
-The beds and protocol are those of /work/shared/anchors/README.md, so genlab's numbers sit
-next to the best public samplers (diffusers, k-diffusion) on the same problems:
+The beds and protocol are those of the reference measurements in `benchmarks/protocols.md`,
+so genlab's numbers sit next to the best public samplers (diffusers, k-diffusion) on the
+same problems:
 
 - beds ``ring8_D2`` (8 Gaussians on a circle of radius 4, std 0.3) and ``gmm16_D64``
   (``GaussianMixture.random()``); settings ``sd`` (Stable Diffusion's scaled_linear DDPM
@@ -36,8 +37,8 @@ from genlab.diffusion.multistep import dpmpp_2m, dpmpp_3m, unipc
 from genlab.diffusion.paths import DDPMPath, EDMPath
 from genlab.diffusion.samplers import euler, heun
 
-# Best anchor RMSE per NFE (sampler), copied from /work/shared/anchors/README.md,
-# table "Best anchor per NFE" (diffusers 0.42.1 / k-diffusion 0.1.1 on the same beds).
+# Best reference RMSE per NFE (sampler): diffusers 0.42.1 / k-diffusion 0.1.1 on the same
+# beds, measured once (benchmarks/protocols.md).
 ANCHOR_BEST: dict[str, dict[int, tuple[float, str]]] = {
     "gmm16_D64/edm": {5: (4.19e-01, "kd_lms"), 10: (1.83e-01, "kd_lms"),
                       20: (4.80e-02, "kd_dpmpp_3m"), 50: (3.07e-03, "kd_dpmpp_3m")},

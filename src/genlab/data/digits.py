@@ -2,8 +2,8 @@
 
 The images ship with scikit-learn (``sklearn.datasets.load_digits``, no download):
 1797 grey-scale images of 8x8 pixels with integer intensities 0..16, i.e. 17 levels.
-The fixed split follows the genlab flows anchor protocol
-(``/work/shared/anchors/flows_digits.md``): ``numpy.random.default_rng(0).permutation(1797)``,
+The fixed split is the one of genlab's digits benchmarks (``benchmarks/protocols.md``):
+``numpy.random.default_rng(0).permutation(1797)``,
 the first 1437 indices are train and the last 360 are test. A validation split is
 carved from the train part only (first 1293 train, last 144 validation), so the test
 split never takes part in model selection.

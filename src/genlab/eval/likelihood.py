@@ -1,12 +1,14 @@
 """Test log-likelihood of any family, in nats per example and bits per dimension.
 
-One estimator for every family, so that numbers are comparable across them:
+One estimator for every family, so that numbers are comparable across them. What a family
+reports is its record's `likelihood` in `genlab.families`: a list of bounds, each the keyword
+arguments of the family's `log_prob`, e.g.
 
 - normalizing flows: the exact change of variables;
 - diffusion (every path and parameterization) and CNFs: the probability-flow ODE / CNF
   with the instantaneous change of variables (exact trace or Hutchinson, dopri5 at the
   settings' tolerances);
-- VAEs: the IWAE bound with k importance samples (k = 1 is the ELBO).
+- VAEs: the ELBO and the IWAE bound with k importance samples.
 
 Image data are discrete. A model of them either wraps a continuous density in
 `genlab.discrete.Dequantized` (its `log_prob` is one draw of a lower bound of ln P(pixels);
@@ -18,7 +20,6 @@ is refused.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,16 +27,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from genlab.autoencoders import DiscretizedLogisticLikelihood, LatentVAE
-from genlab.diffusion.model import Diffusion
-from genlab.discrete import Dequantized
+from genlab.density import bits_per_dim
 from genlab.errors import ConfigError
-from genlab.flows.cnf import ContinuousFlow
-from genlab.ode.options import ODEOptions
+from genlab.families import LikelihoodBound
 
-__all__ = ["Estimate", "LikelihoodSettings", "estimate", "is_discrete", "log_prob_options", "nll"]
-
-LN2 = math.log(2.0)
+__all__ = ["Estimate", "LikelihoodSettings", "estimate", "nll"]
 
 
 class LikelihoodSettings(Protocol):
@@ -43,35 +39,6 @@ class LikelihoodSettings(Protocol):
 
     draws: int
     seed: int
-    trace: str
-    probes: int
-    rtol: float
-    atol: float
-    k: int
-
-
-def _inner(model: nn.Module) -> nn.Module:
-    return model.model if isinstance(model, Dequantized) else model
-
-
-def is_discrete(model: nn.Module) -> bool:
-    """Does `log_prob` bound a probability of discrete data (not a density)?"""
-    inner = _inner(model)
-    discrete_decoder = isinstance(inner, LatentVAE) and isinstance(
-        inner.likelihood, DiscretizedLogisticLikelihood
-    )
-    return isinstance(model, Dequantized) or discrete_decoder
-
-
-def log_prob_options(model: nn.Module, s: LikelihoodSettings, k: int | None = None) -> dict:
-    """Keyword arguments of the family's own `log_prob` from the settings."""
-    inner = _inner(model)
-    if isinstance(inner, (Diffusion, ContinuousFlow)):
-        return {"ode": ODEOptions(trace=s.trace, probes=s.probes, probe="rademacher",
-                                  rtol=s.rtol, atol=s.atol, method="dopri5")}  # fmt: skip
-    if isinstance(inner, LatentVAE):
-        return dict(k=s.k if k is None else k)
-    return {}
 
 
 @torch.no_grad()
@@ -79,20 +46,19 @@ def nll(
     model: nn.Module,
     x: Tensor,
     settings: LikelihoodSettings,
+    bound: LikelihoodBound,
     *,
     cond: Tensor | None = None,
-    k: int | None = None,
     draws: int | None = None,
     batch_size: int = 512,
 ) -> Tensor:
-    """-ln p(x) in nats per example, (N,) float64, averaged over `draws` (default the
-    settings') fixed draws of the estimator's randomness (dequantisation, Hutchinson probes,
-    importance samples). `k` overrides the VAE's importance samples (1: the ELBO)."""
+    """-ln p(x) in nats per example, (N,) float64, by one `bound` of the model's family
+    (the keyword arguments of its `log_prob`), averaged over `draws` (default: the bound's,
+    else the settings') fixed draws of the estimator's randomness (dequantisation,
+    Hutchinson probes, importance samples): draw d uses a generator seeded `seed + d`."""
     was_training = model.training
     model.eval()
-    opts = log_prob_options(model, settings, k)
-    n_draws = settings.draws if draws is None else draws
-    takes_generator = "generator" in inspect.signature(_inner(model).log_prob).parameters
+    n_draws = draws or bound.draws or settings.draws
     total = torch.zeros(x.shape[0], dtype=torch.float64)
     try:
         for d in range(n_draws):
@@ -100,12 +66,7 @@ def nll(
             for i in range(0, x.shape[0], batch_size):
                 xb = x[i : i + batch_size]
                 cb = None if cond is None else cond[i : i + batch_size]
-                if isinstance(model, Dequantized):
-                    lp = model.log_prob(xb, cb, generator=g, **opts)
-                elif takes_generator:
-                    lp = model.log_prob(xb, cb, generator=g, **opts)
-                else:
-                    lp = model.log_prob(xb, cb, **opts)
+                lp = model.log_prob(xb, cb, generator=g, **bound.options)  # type: ignore[operator]
                 total[i : i + batch_size] -= lp.double().cpu()
     finally:
         model.train(was_training)
@@ -141,38 +102,26 @@ def estimate(
     model: nn.Module,
     x: Tensor,
     settings: LikelihoodSettings,
+    bounds: list[LikelihoodBound],
     *,
     cond: Tensor | None = None,
     image: bool = False,
 ) -> list[Estimate]:
-    """The test NLL of `model` on `x`: one estimate (the VAE: the ELBO and IWAE-k). Image
-    data (`image`) need a discrete model (`is_discrete`) and are reported in bits/dim too."""
-    if image and not is_discrete(model):
+    """The test NLL of `model` on `x` by each of its family's `bounds` (the VAEs: the ELBO
+    and IWAE-k). Image data (`image`) need a model of the discrete pixels (`model.discrete`)
+    and are reported in bits/dim too."""
+    if image and not getattr(model, "discrete", False):
         raise ConfigError(
             "likelihood of image data needs a model of the discrete pixels: "
             "set data.dequantize = true (or use a VAE with its discrete decoder)"
         )
     dim = math.prod(x.shape[1:])
-    inner = _inner(model)
-    if isinstance(inner, LatentVAE):
-        elbo_draws = int(getattr(settings, "elbo_draws", settings.draws))
-        plan = [("ELBO", 1, elbo_draws), (f"IWAE k={settings.k}", settings.k, 1)]
-    else:
-        plan = [(_method(inner), None, None)]
     out = []
-    for name, k, draws in plan:
-        per = nll(model, x, settings, cond=cond, k=k, draws=draws)
+    for bound in bounds:
+        per = nll(model, x, settings, bound, cond=cond)
         nats, nats_se = _mean_se(per)
         bpd = bpd_se = None
         if image:
-            bpd, bpd_se = nats / (dim * LN2), nats_se / (dim * LN2)
-        out.append(Estimate(name, nats, nats_se, bpd, bpd_se, x.shape[0], per))
+            bpd, bpd_se = bits_per_dim(nats, dim), bits_per_dim(nats_se, dim)
+        out.append(Estimate(bound.name, nats, nats_se, bpd, bpd_se, x.shape[0], per))
     return out
-
-
-def _method(inner: nn.Module) -> str:
-    if isinstance(inner, Diffusion):
-        return "PF-ODE"
-    if isinstance(inner, ContinuousFlow):
-        return "CNF ODE"
-    return "exact"

@@ -15,12 +15,12 @@ the output cropped back.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.nets.configs import DiTConfig
 from genlab.nets.layers import (
     Attention,
     LabelEmbedding,
@@ -31,24 +31,6 @@ from genlab.nets.layers import (
 )
 
 __all__ = ["DiT", "DiTConfig", "sincos_2d"]
-
-
-@dataclass(frozen=True)
-class DiTConfig:
-    """Hyper-parameters of :class:`DiT` (DiT-S/2 is hidden 384, depth 12, 6 heads, patch 2).
-    Inputs of any size work; `input_size` only sets which positional grid is precomputed."""
-
-    in_channels: int = 1
-    out_channels: int | None = None
-    patch_size: int = 2
-    hidden: int = 128
-    depth: int = 4
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    num_classes: int | None = None
-    context_dim: int | None = None
-    use_checkpoint: bool = False
-    input_size: int = 8  # side of the positional-embedding grid cached at build time
 
 
 def sincos_1d(dim: int, positions: Tensor) -> Tensor:

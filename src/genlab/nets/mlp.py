@@ -7,6 +7,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from genlab.nets.configs import MLPConfig
+
+__all__ = ["MLP", "FlatNet", "sinusoidal_embedding"]
+
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Transformer-style features of a scalar (Vaswani et al. 2017; Ho et al. 2020):
@@ -33,11 +37,11 @@ class MLP(nn.Module):
     def __init__(
         self,
         dim: int,
-        hidden: int = 256,
-        depth: int = 3,
-        time_dim: int = 64,
+        hidden: int = MLPConfig.hidden,
+        depth: int = MLPConfig.depth,
+        time_dim: int = MLPConfig.time_dim,
         num_classes: int | None = None,
-        dropout: float = 0.0,
+        dropout: float = MLPConfig.dropout,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -64,3 +68,14 @@ class MLP(nn.Module):
         if self.label is not None and cond is not None:
             h = h + self.label(cond.long())
         return self.body(h)
+
+
+class FlatNet(nn.Module):
+    """A vector network (B, D) applied to images (B, C, H, W) through their flattened pixels."""
+
+    def __init__(self, net: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net, self.shape = net, tuple(shape)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        return self.net(x.flatten(1), t, cond).reshape(x.shape)

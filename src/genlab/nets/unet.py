@@ -14,12 +14,11 @@ Spatial sizes: the input is zero-padded on the bottom/right to a multiple of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.nets.configs import UNetConfig
 from genlab.nets.layers import (
     Attention,
     LabelEmbedding,
@@ -30,26 +29,6 @@ from genlab.nets.layers import (
 )
 
 __all__ = ["UNet", "UNetConfig"]
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """Hyper-parameters of :class:`UNet`.
-
-    `attention_levels` are level indices (0 = full resolution, level i has spatial size
-    H / 2**i); `head_dim` sets the number of heads as channels // head_dim."""
-
-    in_channels: int = 1
-    out_channels: int | None = None
-    channels: int = 64
-    channel_mult: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    attention_levels: tuple[int, ...] = (1,)
-    head_dim: int = 32
-    dropout: float = 0.0
-    num_classes: int | None = None
-    context_dim: int | None = None
-    use_checkpoint: bool = False
 
 
 class ResBlock(nn.Module):
@@ -126,11 +105,6 @@ class UNet(nn.Module):
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
         cfg = config if config is not None else UNetConfig()
-        if not cfg.channel_mult or any(m < 1 for m in cfg.channel_mult):
-            raise ValueError(f"channel_mult must be positive integers, got {cfg.channel_mult}")
-        bad = [lv for lv in cfg.attention_levels if not 0 <= lv < len(cfg.channel_mult)]
-        if bad:
-            raise ValueError(f"attention_levels {bad} outside 0..{len(cfg.channel_mult) - 1}")
         self.config = cfg
         ch, emb_dim = cfg.channels, 4 * cfg.channels
         self.time_embed = TimeEmbedding(emb_dim, freq_dim=ch)

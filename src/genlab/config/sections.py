@@ -1,0 +1,195 @@
+"""The sections every run config has, whatever its family: `[data]`, `[model]` (the family
+and its class conditioning), `[sample]` and `[likelihood]`; `[train]` is
+`genlab.train.TrainConfig` itself.
+
+A family's own options (`[flow]`, `[vae]`, the diffusion keys of `[model]`, ...) are declared
+by the family (`genlab.families`), a network's (`[net]`) by the network
+(`genlab.nets.configs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from genlab import registry
+from genlab.data.digits import DIGITS_LEVELS
+from genlab.ode import ODEOptions
+
+__all__ = ["DataConfig", "LikelihoodSection", "ModelConfig", "SampleSection"]
+
+IMAGE_LEVELS = 256  # 8-bit images
+
+
+def one_of(value: str, names: Iterable[str]) -> str:
+    """`value` if it is one of `names`, else a ValueError listing them."""
+    allowed = sorted(names)
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def key_error(key: str, message: str) -> PydanticCustomError:
+    """An error reported at `<section>.<key>` from a section-level validator."""
+    return PydanticCustomError("key_error", message, {"key": key})
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+VECTOR_SIZES = (20_000, 2_000)  # default (n_train, n_test) of the vector data sets
+DIGITS_SIZE = 8  # side of scikit-learn's digits
+
+
+class DataConfig(_Section):
+    """Where the training and held-out test data come from (deterministic from `seed`).
+
+    Vector sets: a toy set, "gmm-ring" or "points" (with `path`). Image sets: "digits"
+    (scikit-learn's 8x8 digits, the fixed split of `genlab.data.digits`, scaled to [-1, 1];
+    `n_train`/`n_test` not allowed) and "images" (`path`: a folder, .npy/.npz or MNIST IDX,
+    read by `genlab.data.images.load_images`; `size` and `channels` apply to folders; the test
+    split is `n_test` images, 10% by default). `hflip` adds mirrored copies of the training
+    images; `labels` uses the class labels (needed by a class-conditional model).
+
+    Likelihoods of image data: pixels are discrete levels (17 for digits, 256 for 8-bit
+    images). `dequantize = true` makes the model a continuous density of uniformly
+    dequantised levels (`genlab.discrete.Dequantized`: it sees 2s - 1 in [-1, 1), or
+    logit(a + (1 - 2a) s) with `logit = a`), so its `log_prob` bounds the probability of the
+    discrete pixels. Digits with validation on (`train.val_every > 0` and no
+    `train.val_fraction`) hold out the last 144 of the 1437 training images for it (the
+    split of the flows_digits protocol); the test split is never used for selection.
+    """
+
+    name: str = "moons"
+    path: str | None = None  # "points": a .npy or .csv file (N, D); "images": see above
+    n_train: int | None = Field(None, ge=1)
+    n_test: int | None = Field(None, ge=2)
+    seed: int = Field(0, ge=0)
+    size: int | None = Field(None, ge=1)
+    channels: int | None = None
+    hflip: bool = False
+    labels: bool = False
+    dequantize: bool = False  # image sets: a continuous model of the discrete levels
+    logit: float | None = Field(None, ge=0, lt=0.5)  # dequantize: y = logit(a + (1-2a) s)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return one_of(v, registry.DATASETS)
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, v: int | None) -> int | None:
+        if v is not None and v not in (1, 3):
+            raise ValueError(f"must be 1 or 3 (got {v})")
+        return v
+
+    @property
+    def is_image(self) -> bool:
+        return self.name in registry.IMAGE_DATASETS
+
+    @model_validator(mode="after")
+    def _options_fit_the_set(self) -> DataConfig:
+        needs_path = (registry.POINTS, registry.IMAGES)
+        if self.name in needs_path and not self.path:
+            raise key_error("path", f"required when data.name = {self.name!r}")
+        if self.name not in needs_path and self.path is not None:
+            raise key_error("path", f"only allowed with data.name = 'points' or 'images' "
+                                     f"(got {self.name!r})")  # fmt: skip
+        for key in ("size", "channels"):
+            if getattr(self, key) is not None and self.name != registry.IMAGES:
+                raise key_error(key, f"only allowed with data.name = 'images' (got {self.name!r})")
+        for key in ("hflip", "labels", "dequantize"):
+            if getattr(self, key) and not self.is_image:
+                raise key_error(key, f"only for image data sets (got {self.name!r})")
+        if self.logit is not None and not self.dequantize:
+            raise key_error("logit", "needs data.dequantize = true")
+        if self.name == registry.DIGITS:
+            for key in ("n_train", "n_test"):
+                if getattr(self, key) is not None:
+                    raise key_error(key, "digits has a fixed split (1437 train / 360 test); "
+                                          "leave it unset")  # fmt: skip
+        return self
+
+    @property
+    def levels(self) -> int | None:
+        """Pixel levels of an image set (digits 0..16: 17; images: 8-bit, 256); None for
+        vector data."""
+        if self.name == registry.DIGITS:
+            return DIGITS_LEVELS
+        return IMAGE_LEVELS if self.name == registry.IMAGES else None
+
+    @property
+    def image_size(self) -> int | None:
+        """The side of the images when the config fixes it (digits: 8; images: `size`)."""
+        return DIGITS_SIZE if self.name == registry.DIGITS else self.size
+
+    def vector_sizes(self) -> tuple[int, int]:
+        """(n_train, n_test) of a vector data set, defaults filled in."""
+        n_train, n_test = VECTOR_SIZES
+        return self.n_train or n_train, self.n_test or n_test
+
+
+class ModelConfig(_Section):
+    """The model family (a name of `genlab.families`) and its class conditioning: `num_classes`
+    > 0 makes a class-conditional model of labels 0..num_classes-1; `label_dropout` > 0
+    replaces labels by the null label (= num_classes) with that probability while training,
+    for classifier-free guidance. The family's own options live in its section."""
+
+    family: str = "diffusion"
+    num_classes: int = Field(0, ge=0)
+    label_dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _dropout_needs_classes(self) -> ModelConfig:
+        if self.label_dropout > 0 and self.num_classes == 0:
+            raise key_error("label_dropout", "needs a class-conditional model (num_classes > 0)")
+        return self
+
+
+class LikelihoodSection(ODEOptions):
+    """Test log-likelihood settings (`genlab.eval.likelihood`). Dequantised image data average
+    `draws` fixed dequantisation draws (seeds `seed`, `seed` + 1, ...); `n` limits the test
+    examples (None: all). ODE families (diffusion, cnf) integrate with the solver settings
+    of `genlab.ode.ODEOptions` (by default Hutchinson's trace estimator with `probes`
+    Rademacher probes and dopri5 at `rtol`/`atol`); the VAEs report the ELBO (`elbo_draws`
+    posterior draws) and the IWAE bound with `k` importance samples. `select`: "loss"
+    validates on the training loss, "nll" on this likelihood of the validation data (one
+    draw, `val_n` examples; the diffusion loss is no likelihood)."""
+
+    trace: Literal["exact", "hutchinson"] = "hutchinson"
+    draws: int = Field(10, ge=1)
+    seed: int = Field(1000, ge=0)
+    n: int | None = Field(None, ge=1)
+    k: int = Field(1000, ge=1)
+    elbo_draws: int = Field(10, ge=1)
+    select: Literal["loss", "nll"] = "loss"
+    val_n: int | None = Field(None, ge=1)
+
+    def ode(self) -> ODEOptions:
+        """The solver settings alone."""
+        return ODEOptions(**{k: getattr(self, k) for k in ODEOptions.model_fields})
+
+
+class SampleSection(_Section):
+    """Default sampling settings of a run; None means the preset's default."""
+
+    sampler: str | None = None
+    nfe: int | None = Field(None, ge=1)
+    schedule: str | None = None
+    n: int = Field(2_000, ge=1)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, v: str | None) -> str | None:
+        return None if v is None else one_of(v, registry.SAMPLERS)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str | None) -> str | None:
+        return None if v is None else one_of(v, registry.GRIDS)
