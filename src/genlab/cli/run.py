@@ -1,68 +1,26 @@
-"""The `genlab` command line: train, sample, eval, demo, bench.
-
-Bad input never shows a traceback: every `GenlabError` (and TOML, validation and OS errors
-on user files) is printed as one line on stderr and the exit status is 2; a diverged
-training run exits with 1, Ctrl-C with 130.
-"""
+"""`genlab train`, `genlab sample` and `genlab eval`: a run from a config, its samples, and
+its quality next to the held-out test split."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
-import pydantic
-import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from genlab.config import RunConfig, format_validation_error, load_config, tomllib
-from genlab.errors import ConfigError, GenlabError, TrainingDiverged
-from genlab.runs import (
-    Run,
-    SampleSpec,
-    draw,
-    evaluate,
-    evaluate_images,
-    genlab_version,
-    load_run,
-    make_data,
-    sampling_record,
-    test_labels,
-    train_run,
-)
+from genlab.cli.app import app, console
+from genlab.errors import ConfigError
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-    help="genlab: deep generative models with one set of interfaces.",
-)  # fmt: skip
-bench_app = typer.Typer(no_args_is_help=True, help="Reproducible benchmark tables.")
-app.add_typer(bench_app, name="bench")
-console = Console(width=None if sys.stdout.isatty() else 160)  # tables unclipped in logs
+if TYPE_CHECKING:
+    import torch
+
+    from genlab.config import RunConfig
+    from genlab.runs import Run, SampleSpec
 
 SAMPLE_SUFFIXES = (".npy", ".png")
-
-
-def _version(value: bool) -> None:
-    if value:
-        console.print(f"genlab {genlab_version()}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    """genlab: deep generative models with one set of interfaces."""
-
-
-# ----------------------------------------------------------------------------- train
 
 
 @app.command()
@@ -79,6 +37,9 @@ def train(
     ] = None,
 ) -> None:
     """Train a model from a TOML config into a run directory."""
+    from genlab.config import load_config
+    from genlab.runs import train_run
+
     cfg = load_config(config, set_ or [])
     run_dir = out if out is not None else Path("runs") / config.stem
     result, _ = train_run(cfg, run_dir, resume=resume)
@@ -100,6 +61,8 @@ def _spec(
     guidance: float | None = None,
 ) -> SampleSpec:
     """Flags first, then the run's [sample] section, then the family's defaults."""
+    from genlab.runs import SampleSpec
+
     s = cfg.sample
     return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule, guidance)
 
@@ -129,6 +92,8 @@ def _labels(run: Run, n: int, class_: str | None) -> tuple[torch.Tensor | None, 
     """Class labels (n,) for sampling and the images per grid row (None: square grid).
 
     Class-conditional runs without --class draw the classes in turn (0, 1, ..., K-1, 0, ...)."""
+    import torch
+
     k = run.config.model.num_classes
     if k == 0:
         if class_ is not None:
@@ -162,6 +127,10 @@ def sample(
 ) -> None:
     """Draw samples from a trained run; write them as .npy, a .png scatter over test data
     (points) or a .png image grid (image runs)."""
+    import numpy as np
+
+    from genlab.runs import draw, load_run
+
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise ConfigError(f"--out {out}: unsupported suffix (use {' or '.join(SAMPLE_SUFFIXES)})")
     run = load_run(run_dir)
@@ -193,6 +162,7 @@ def _needs_labels(guidance: float | None, labels: torch.Tensor | None) -> None:
 
 
 def _scatter(run: Run, x: torch.Tensor, out: Path) -> None:
+    from genlab.runs import make_data
     from genlab.viz import plot_samples
 
     if x.shape[1] < 2:
@@ -244,6 +214,16 @@ def eval_(
     KID, precision/recall (and class accuracy of conditional runs) in the digits network's
     feature space, each next to its noise floor (real train images vs the test split).
     --likelihood adds the test NLL (nats; bits/dim of the discrete pixels for image runs)."""
+    from genlab.runs import (
+        draw,
+        evaluate,
+        evaluate_images,
+        load_run,
+        make_data,
+        sampling_record,
+        test_labels,
+    )
+
     run = load_run(run_dir)
     data = make_data(run.config.data)
     estimates = _test_likelihood(run, data) if likelihood else []
@@ -305,129 +285,3 @@ def _image_table(title: str, metrics: dict[str, float]) -> Table:
     return table
 
 
-# ----------------------------------------------------------------------------- demo, bench
-
-
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/demo"),
-    quick: Annotated[bool, typer.Option("--quick", help="Tiny run for tests (< 30 s).")] = False,
-) -> None:
-    """Train flow matching, EDM and DDPM on two toy sets and write an HTML report."""
-    from genlab.demo import run_demo
-
-    index = run_demo(out, quick=quick, console=console)
-    console.print(f"report: {index}")
-
-
-@app.command("families")
-def families_() -> None:
-    """List the model families a config can name (`[model] family = ...`)."""
-    from genlab import families
-
-    table = Table(title="model families (model.family)")
-    for col in ("family", "section", "data", "likelihood", "description"):
-        table.add_column(col, overflow="fold")
-    for f in families.all_families():
-        bounds = "-" if f.likelihood is None else "yes"
-        table.add_row(f.name, f.table, " / ".join(f.data), bounds, f.description)
-    console.print(table)
-
-
-@bench_app.command("samplers")
-def bench_samplers(
-    quick: Annotated[bool, typer.Option("--quick", help="A smaller, faster table.")] = False,
-) -> None:
-    """Samplers x NFE on the analytic Gaussian mixture (exact denoiser)."""
-    from genlab.bench import samplers as bench
-
-    bench.main(quick=quick, console=console)
-
-
-@bench_app.command("likelihood")
-def bench_likelihood(
-    data: Annotated[
-        str, typer.Option("--data", help="digits (bits/dim) or ring (nats).")
-    ] = "digits",
-    configs: Annotated[
-        str, typer.Option("--configs", help="Directory of <data>-<name>.toml run configs.")
-    ] = "configs/likelihood",
-    families: Annotated[
-        str | None,
-        typer.Option(
-            "--families",
-            help="Comma-separated subset of the configs "
-            "(names without the data prefix, e.g. glow,edm).",
-        ),
-    ] = None,
-    max_seconds: Annotated[
-        float | None,
-        typer.Option(
-            "--max-seconds",
-            help="Training CPU-second budget of every config (overrides train.max_seconds).",
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a key of every config.")
-    ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 40 steps.")] = False,
-    cache: Annotated[
-        str, typer.Option("--cache", help="Directory of the trained runs and their rows.")
-    ] = "runs/bench-likelihood",
-    out: Annotated[str | None, typer.Option("--out", help="Write the rows as JSON here.")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 1,
-) -> None:
-    """Test likelihood of every model family on the same data, with training time: each
-    config of --configs is trained (validation-selected, early-stopped) and evaluated."""
-    from genlab.bench import likelihood as bench
-
-    fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
-    bench.main(
-        data, configs=configs, families=fams, max_seconds=max_seconds, overrides=set_ or [],
-        quick=quick, cache=cache, out=out, threads=threads, console=console,
-    )  # fmt: skip
-
-
-# ----------------------------------------------------------------------------- entry point
-
-
-def _fail(message: str, status: int) -> None:
-    print(" ".join(message.split()), file=sys.stderr)
-    sys.exit(status)
-
-
-def _usage_error(err: typer.TyperException) -> None:
-    message = err.format_message() if hasattr(err, "format_message") else str(err)
-    status = int(getattr(err, "exit_code", 2))
-    if type(err).__name__ == "NoArgsIsHelpError":  # `genlab` alone: the help text
-        print(message, file=sys.stderr)
-        sys.exit(status)
-    _fail(f"error: {message} (see genlab --help)", status)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `genlab` script; maps errors to one line and an exit status."""
-    try:
-        status = app(args=argv, prog_name="genlab", standalone_mode=False)
-    except TrainingDiverged as err:
-        _fail(f"training diverged: {err}", 1)
-    except ConfigError as err:
-        _fail(f"config error: {err}", 2)
-    except GenlabError as err:
-        _fail(f"error: {err}", 2)
-    except pydantic.ValidationError as err:
-        _fail(f"config error: {format_validation_error(err)}", 2)
-    except tomllib.TOMLDecodeError as err:
-        _fail(f"config error: invalid TOML: {err}", 2)
-    except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        _fail(f"error: {where}{err.strerror or err}", 2)
-    except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except typer.TyperException as err:  # click's usage errors
-        _usage_error(err)
-    sys.exit(status if isinstance(status, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

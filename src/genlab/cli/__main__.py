@@ -1,0 +1,5 @@
+"""`python -m genlab.cli`."""
+
+from genlab.cli.app import main
+
+main()

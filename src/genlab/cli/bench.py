@@ -1,0 +1,63 @@
+"""`genlab bench ...`: the reproducible benchmark tables."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from genlab.cli.app import bench_app, console
+
+
+@bench_app.command("samplers")
+def bench_samplers(
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller, faster table.")] = False,
+) -> None:
+    """Samplers x NFE on the analytic Gaussian mixture (exact denoiser)."""
+    from genlab.bench import samplers as bench
+
+    bench.main(quick=quick, console=console)
+
+
+@bench_app.command("likelihood")
+def bench_likelihood(
+    data: Annotated[
+        str, typer.Option("--data", help="digits (bits/dim) or ring (nats).")
+    ] = "digits",
+    configs: Annotated[
+        str, typer.Option("--configs", help="Directory of <data>-<name>.toml run configs.")
+    ] = "configs/likelihood",
+    families: Annotated[
+        str | None,
+        typer.Option(
+            "--families",
+            help="Comma-separated subset of the configs "
+            "(names without the data prefix, e.g. glow,edm).",
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-seconds",
+            help="Training CPU-second budget of every config (overrides train.max_seconds).",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a key of every config.")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 40 steps.")] = False,
+    cache: Annotated[
+        str, typer.Option("--cache", help="Directory of the trained runs and their rows.")
+    ] = "runs/bench-likelihood",
+    out: Annotated[str | None, typer.Option("--out", help="Write the rows as JSON here.")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 1,
+) -> None:
+    """Test likelihood of every model family on the same data, with training time: each
+    config of --configs is trained (validation-selected, early-stopped) and evaluated."""
+    from genlab.bench import likelihood as bench
+
+    fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
+    bench.main(
+        data, configs=configs, families=fams, max_seconds=max_seconds, overrides=set_ or [],
+        quick=quick, cache=cache, out=out, threads=threads, console=console,
+    )  # fmt: skip
