@@ -15,7 +15,11 @@ line read it instead of branching on family names:
 - data it accepts, whether image data must be dequantised (a density of continuous values
   needs `data.dequantize`), whether it takes `[net]`, whether it is class-conditional;
 - `describe(cfg)`: a few words for tables and plots, and `check(cfg)`: cross-section rules
-  of its own, raising `ConfigError("key: message")`.
+  of its own, raising `ConfigError("key: message")`;
+- `prepare(cfg)`: for a family built on another run (a prior over a tokenizer's codes, a
+  diffusion model in an autoencoder's latent space), the config completed before training,
+  e.g. with the other run's config embedded, so that the run directory alone rebuilds the
+  model (the other run's weights are then part of the model's own state dict).
 
 The module imports no torch: records are built at import time, models only when asked.
 """
@@ -96,6 +100,7 @@ class Family:
     likelihood: Callable[[LikelihoodSection], list[LikelihoodBound]] | None = exact_likelihood
     sampling: Callable[[GenerativeModel, Mapping[str, Any]], dict[str, Any]] = exact_sampling
     check: Callable[[RunConfig], None] | None = None
+    prepare: Callable[[RunConfig], RunConfig] | None = None
 
     @property
     def table(self) -> str:
