@@ -1,4 +1,5 @@
-"""The one protocol every model family implements (DESIGN.md section 3)."""
+"""The one protocol every model family implements, so that training, sampling and evaluation
+code works with any of them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from torch import Tensor, nn
 
 class GenerativeModel(nn.Module, ABC):
     """loss -> per-example values (B,); sample -> n draws. Families whose likelihood is
-    defined also implement `log_prob(x, cond=None) -> Tensor` in nats per example.
+    defined also implement `log_prob(x, cond=None, *, generator=None, ...) -> Tensor` in nats
+    per example: `generator` drives the estimator's randomness (Hutchinson probes, importance
+    samples) and is accepted, unused, by exact ones; further keywords are the family's own.
 
     `loss_is_nll` is True for families whose loss is a negative log-likelihood (or an upper
     bound of one: the negative ELBO), in nats per example."""
