@@ -36,8 +36,10 @@ def test_karras_formula_and_loglinear_spacing() -> None:
     torch.testing.assert_close(sig[:-1], expected, rtol=1e-13, atol=0)
     gaps = torch.diff(torch.log(schedules.loglinear(10, 0.01, 10.0)[:-1]))
     torch.testing.assert_close(gaps, torch.full_like(gaps, math.log(1e-3) / 9))
-    torch.testing.assert_close(schedules.karras(7, 0.5, 3.0, rho=1.0)[:-1],
-                               torch.linspace(3.0, 0.5, 7, dtype=torch.float64))
+    torch.testing.assert_close(
+        schedules.karras(7, 0.5, 3.0, rho=1.0)[:-1],
+        torch.linspace(3.0, 0.5, 7, dtype=torch.float64),
+    )
 
 
 def test_ddim_timesteps() -> None:
@@ -72,8 +74,9 @@ def test_uniform_t_is_uniform_in_t(name: str) -> None:
     if name != "ddpm":  # ddpm: integer timesteps, checked above
         t = path.t_from_noise(sig[:-1])
         gaps = torch.diff(t)
-        torch.testing.assert_close(gaps, torch.full_like(gaps, float(gaps.mean())), rtol=1e-7,
-                                   atol=1e-9)
+        torch.testing.assert_close(
+            gaps, torch.full_like(gaps, float(gaps.mean())), rtol=1e-7, atol=1e-9
+        )
     for spacing in ("leading", "trailing"):
         _check(schedules.uniform_t(path, 12, spacing=spacing), 12)
 
@@ -95,6 +98,31 @@ def test_grid_table() -> None:
         assert callable(fn) and fn.__doc__
 
 
+def test_make_grid_dispatches_by_name_and_checks_once() -> None:
+    """A name goes through `GRIDS` to its family with that family's knobs; a tensor is only
+    checked; an unknown name or a missing path is one ValueError."""
+    path = DDPMPath()
+    cases = {
+        "karras": schedules.karras(6, 0.01, 10.0, 3.0),
+        "loglinear": schedules.loglinear(6, 0.01, 10.0),
+        "uniform_t": schedules.uniform_t(
+            path, 6, spacing="trailing", sigma_min=0.01, sigma_max=10.0
+        ),  # fmt: skip
+    }
+    for name, expected in cases.items():
+        got = schedules.make_grid(name, 6, 0.01, 10.0, rho=3.0, path=path, spacing="trailing")
+        assert torch.equal(got, expected)
+    explicit = torch.tensor([2.0, 1.0, 0.0])
+    assert torch.equal(schedules.make_grid(explicit, 0, 0.0, 0.0), explicit.double())
+    with pytest.raises(ValueError, match="unknown schedule 'karas'; allowed: karras, loglinear"):
+        schedules.make_grid("karas", 6, 0.01, 10.0)
+    with pytest.raises(ValueError, match="needs a path"):
+        schedules.make_grid("uniform_t", 6, 0.01, 10.0)
+    with pytest.raises(ValueError, match="finite"):
+        schedules.make_grid(torch.tensor([math.inf, 1.0, 0.0]), 2, 0.01, 10.0)
+    assert schedules.grid_values(explicit) == [2.0, 1.0, 0.0]
+
+
 def test_fitted_grid_beats_its_start_on_fresh_noise() -> None:
     """A grid fitted on a pilot batch keeps the endpoints and lowers the error on other noise."""
     from genlab.data.gmm import GaussianMixture
@@ -114,5 +142,6 @@ def test_fitted_grid_beats_its_start_on_fresh_noise() -> None:
         return float((dpmpp_2m(g, test, sig) - ref).pow(2).mean().sqrt())
 
     assert err(grid) < err(schedules.karras(6, 0.002, 80.0))
-    torch.testing.assert_close(warped_karras(6, 0.002, 80.0, 7.0, [0.0, 0.0]),
-                               schedules.karras(6, 0.002, 80.0))
+    torch.testing.assert_close(
+        warped_karras(6, 0.002, 80.0, 7.0, [0.0, 0.0]), schedules.karras(6, 0.002, 80.0)
+    )

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.autoencoders.decoders import Likelihood
-from genlab.autoencoders.vae import LatentVAE, mlp
+from genlab.autoencoders.vae import LatentVAE, mlp_pair
 
 Estimator = Literal["gumbel", "straight_through", "reinforce"]
 Baseline = Literal["none", "moving_average", "leave_one_out"]
@@ -168,11 +168,10 @@ class CategoricalVAE(LatentVAE):
         n_samples: int = 1,
     ) -> CategoricalVAE:
         """A CategoricalVAE whose encoder and decoder are `mlp(...)` nets."""
-        d, latent = math.prod(data_shape), n_latents * n_classes
-        encoder = mlp(d, latent, hidden=hidden, depth=depth)
-        decoder = mlp(latent, likelihood.n_params * d, hidden=hidden, depth=depth)
+        latent = n_latents * n_classes
+        nets = mlp_pair(data_shape, latent, latent, likelihood, hidden=hidden, depth=depth)
         return cls(
-            encoder, decoder, likelihood, data_shape, n_latents, n_classes,
+            *nets, likelihood, data_shape, n_latents, n_classes,
             estimator=estimator, tau=tau, baseline=baseline, n_samples=n_samples,
         )  # fmt: skip
 

@@ -30,6 +30,24 @@ def mlp(in_dim: int, out_dim: int, *, hidden: int = 256, depth: int = 2) -> nn.S
     return nn.Sequential(*layers)
 
 
+def mlp_pair(
+    data_shape: tuple[int, ...],
+    stats_dim: int,
+    latent_dim: int,
+    likelihood: Likelihood,
+    *,
+    hidden: int = 256,
+    depth: int = 2,
+) -> tuple[nn.Sequential, nn.Sequential]:
+    """The default networks of a VAE: an `mlp` encoder from the flat data (D) to `stats_dim`
+    posterior statistics and an `mlp` decoder from `latent_dim` latents to the
+    likelihood's n_params * D parameters."""
+    d = math.prod(data_shape)
+    encoder = mlp(d, stats_dim, hidden=hidden, depth=depth)
+    decoder = mlp(latent_dim, likelihood.n_params * d, hidden=hidden, depth=depth)
+    return encoder, decoder
+
+
 def _no_cond(cond: Tensor | None) -> None:
     if cond is not None:
         raise ValueError("this VAE is unconditional: cond must be None")
@@ -202,16 +220,6 @@ class VAE(LatentVAE):
     [-30, 20]. Use `VAE.with_mlp` for the default MLP networks.
     """
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        decoder: nn.Module,
-        likelihood: Likelihood,
-        data_shape: tuple[int, ...],
-        latent_dim: int,
-    ) -> None:
-        super().__init__(encoder, decoder, likelihood, data_shape, latent_dim)
-
     @classmethod
     def with_mlp(
         cls,
@@ -223,10 +231,9 @@ class VAE(LatentVAE):
         depth: int = 2,
     ) -> VAE:
         """A VAE whose encoder and decoder are `mlp(...)` nets of the given width and depth."""
-        d = math.prod(data_shape)
-        encoder = mlp(d, 2 * latent_dim, hidden=hidden, depth=depth)
-        decoder = mlp(latent_dim, likelihood.n_params * d, hidden=hidden, depth=depth)
-        return cls(encoder, decoder, likelihood, data_shape, latent_dim)
+        nets = mlp_pair(data_shape, 2 * latent_dim, latent_dim, likelihood, hidden=hidden,
+                        depth=depth)  # fmt: skip
+        return cls(*nets, likelihood, data_shape, latent_dim)
 
     def _split(self, stats: Tensor) -> tuple[Tensor, Tensor]:
         mu, logvar = stats.chunk(2, dim=-1)  # (B, L) each

@@ -27,7 +27,7 @@ from scipy.optimize import minimize
 from torch import Tensor
 
 from genlab.diffusion.samplers import rk45
-from genlab.diffusion.schedules import append_zero, karras
+from genlab.diffusion.schedules import append_zero, check_grid, karras
 
 
 def warped_karras(
@@ -45,9 +45,9 @@ def warped_karras(
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sig = torch.tensor((hi + tau * (lo - hi)) ** rho, dtype=torch.float64)
     sig[0], sig[-1] = sigma_max, sigma_min
-    if not bool((sig[1:] < sig[:-1]).all()):
-        raise ValueError("degenerate grid")
-    return append_zero(sig)
+    grid = append_zero(sig)
+    check_grid(grid)  # a warp can collapse neighbouring levels: ValueError
+    return grid
 
 
 def pilot_reference(
@@ -117,8 +117,12 @@ def fit_grid(
 
     theta0 = np.zeros(1 + n_coefs)
     theta0[0] = math.log(rho0)
-    res = minimize(objective, theta0, method="Powell",
-                   options={"maxfev": max_evals, "xtol": 1e-3, "ftol": 1e-4})
+    res = minimize(
+        objective,
+        theta0,
+        method="Powell",
+        options={"maxfev": max_evals, "xtol": 1e-3, "ftol": 1e-4},
+    )
     best = res.x if res.fun < scan[rho0] else theta0
     rho = math.exp(min(max(best[0], math.log(0.5)), math.log(40.0)))
     return warped_karras(n, sigma_min, sigma_max, rho, best[1:])

@@ -1,4 +1,5 @@
-"""Guidance: wrappers that take a denoiser and return a denoiser (DESIGN.md section 2).
+"""Guidance: wrappers that take a denoiser and return a denoiser, so that samplers need not
+know about it.
 
 Both wrappers are callables ``D'(x, sigma, cond) -> x0_hat`` in canonical coordinates
 (x = x0 + sigma * eps, sigma of shape (B,)), so every sampler and `genlab.diffusion.sample`
@@ -53,6 +54,16 @@ def _sigma_vector(sigma: Tensor | float, x: Tensor) -> Tensor:
     return s
 
 
+def _labels(cond: Tensor | None, x: Tensor, missing: str) -> Tensor:
+    """cond as (B,) labels on x's device; `missing` says what the wrapper needs them for."""
+    if cond is None:
+        raise ValueError(f"{missing}: pass cond (a (B,) long tensor)")
+    cond = torch.as_tensor(cond, device=x.device)
+    if cond.shape != (x.shape[0],):
+        raise ValueError(f"cond must have shape ({x.shape[0]},), got {tuple(cond.shape)}")
+    return cond
+
+
 def _pass_through_range(wrapper: Any, denoiser: DenoiserLike) -> None:
     """Copy the wrapped denoiser's default sampling range, when it states one."""
     wrapper.sigma_min = getattr(denoiser, "sigma_min", None)
@@ -92,13 +103,7 @@ class ClassifierFreeGuidance:
         return 1 if self.scale in (0.0, 1.0) else 2
 
     def __call__(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
-        if cond is None:
-            raise ValueError(
-                "classifier-free guidance needs class labels: pass cond (a (B,) long tensor)"
-            )
-        cond = torch.as_tensor(cond, device=x.device)
-        if cond.shape != (x.shape[0],):
-            raise ValueError(f"cond must have shape ({x.shape[0]},), got {tuple(cond.shape)}")
+        cond = _labels(cond, x, "classifier-free guidance needs class labels")
         sigma = _sigma_vector(sigma, x)
         null = torch.full_like(cond, self.null_label)  # (B,)
         if self.scale == 1.0:
@@ -163,13 +168,7 @@ class ClassifierGuidance:
         return grad.to(x.dtype)
 
     def __call__(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
-        if cond is None:
-            raise ValueError(
-                "classifier guidance needs target labels: pass cond (a (B,) long tensor)"
-            )
-        cond = torch.as_tensor(cond, device=x.device)
-        if cond.shape != (x.shape[0],):
-            raise ValueError(f"cond must have shape ({x.shape[0]},), got {tuple(cond.shape)}")
+        cond = _labels(cond, x, "classifier guidance needs target labels")
         sigma = _sigma_vector(sigma, x)
         d = self.denoiser(x, sigma, cond if self.condition_denoiser else None)  # (B, ...)
         if self.scale == 0.0:

@@ -22,16 +22,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.diffusion.samplers import Callback, DenoiserFn, grid_values, sigma_batch
+from genlab.diffusion.samplers import Callback, DenoiserFn, denoise
+from genlab.diffusion.schedules import grid_values
 
 FINAL_STEPS = ("euler", "extrapolate")
 
 
-def _final(d: Tensor, s: float, prev: tuple[float, Tensor] | None, final_step: str) -> Tensor:
-    """The step sigma -> 0: x = D (first order) or D extrapolated linearly in sigma^2 to 0."""
-    if final_step == "extrapolate" and prev is not None:
-        s_prev, d_prev = prev
-        u, u_prev = s * s, s_prev * s_prev
+def _final(d: Tensor, s: list[float], i: int, d_prev: Tensor | None, final_step: str) -> Tensor:
+    """The step s[i] -> 0 from D = `d` at s[i]: x = D (first order) or D extrapolated linearly
+    in sigma^2 to 0 through `d_prev`, the output at s[i - 1] (None on a one-step grid)."""
+    if final_step == "extrapolate" and d_prev is not None:
+        u, u_prev = s[i] * s[i], s[i - 1] * s[i - 1]
         return d + (u / (u_prev - u)) * (d - d_prev)
     return d
 
@@ -61,12 +62,9 @@ def dpmpp_2m(
     d_prev: Tensor | None = None
     h_prev = 0.0
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         if s[i + 1] == 0.0:
-            prev = None if d_prev is None else (s[i - 1], d_prev)
-            return _final(d, s[i], prev, final_step)
+            return _final(d, s, i, d_prev, final_step)
         h = math.log(s[i] / s[i + 1])
         if d_prev is None:
             d_eff = d
@@ -100,12 +98,9 @@ def dpmpp_3m(
     d2: Tensor | None = None  # D_{i-2}
     h1 = h2 = 0.0  # lambda gaps to the previous points
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         if s[i + 1] == 0.0:
-            prev = None if d1 is None else (s[i - 1], d1)
-            return _final(d, s[i], prev, final_step)
+            return _final(d, s, i, d1, final_step)
         h = math.log(s[i] / s[i + 1])
         em1 = math.expm1(-h)
         c0, c1, c2 = -em1, h + em1, 0.5 * h * h - h - em1  # I_0, I_1, I_2
@@ -166,7 +161,11 @@ def _sample_norm(t: Tensor) -> Tensor:
 
 
 def _limited_step(
-    x: Tensor, h: float, m0: Tensor, diffs: list[tuple[float, Tensor]], variant: str,
+    x: Tensor,
+    h: float,
+    m0: Tensor,
+    diffs: list[tuple[float, Tensor]],
+    variant: str,
     limiter: float | None,
 ) -> Tensor:
     """UniPC step with a per-sample order limiter (no extra denoiser calls).
@@ -230,9 +229,7 @@ def unipc(
     hist: list[tuple[float, Tensor]] = []  # (lambda, D) of past evaluations, newest last
     x_prev = x  # corrected state at the previous grid point
     for i in range(len(s) - 1):
-        m = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": m})
+        m = denoise(denoiser, x, s[i], cond, i, callback)
         if use_corrector and hist:  # UniC: redo step i-1 -> i with the new output m
             h = lam[i] - lam[i - 1]
             lam0, m0 = hist[-1]
@@ -241,8 +238,7 @@ def unipc(
             x = _limited_step(x_prev, h, m0, diffs + [(1.0, m - m0)], variant, limiter)
         hist = (hist + [(lam[i], m)])[-order:]
         if s[i + 1] == 0.0:
-            prev = (s[i - 1], hist[-2][1]) if len(hist) > 1 else None
-            return _final(m, s[i], prev, final_step)
+            return _final(m, s, i, hist[-2][1] if len(hist) > 1 else None, final_step)
         h = lam[i + 1] - lam[i]
         diffs = [((lk - lam[i]) / h, mk - m) for lk, mk in hist[:-1][::-1]]
         x_prev = x

@@ -1,4 +1,4 @@
-"""Gaussian paths x_t = alpha(t) * x0 + sigma(t) * eps (DESIGN.md section 1).
+"""Gaussian paths x_t = alpha(t) * x0 + sigma(t) * eps: the forward processes of diffusion.
 
 A path is only the pair (alpha, sigma) with analytic time derivatives and the exact
 inverse of the noise level s = sigma / alpha. Paths hold no parameters and no state:
@@ -95,24 +95,16 @@ class NoisePath(ABC):
 
 
 @dataclass(frozen=True)
-class LinearPath(NoisePath):
-    """Flow matching / rectified flow: alpha = 1 - t, sigma = t (Lipman et al. 2023; Liu et al.).
-
-    s = t / (1 - t) is infinite at t = 1, so sampling starts from a large finite noise level.
-    """
+class _PureNoisePath(NoisePath):
+    """A path on t in [0, 1] that reaches pure noise, alpha(1) = 0: s = sigma / alpha is
+    infinite at t = 1, so sampling starts from the large finite noise level
+    `sample_sigma_max` (and stops at `sample_sigma_min`)."""
 
     sample_sigma_min: float = 2e-3
     sample_sigma_max: float = 500.0
-    name: str = field(default="linear", init=False)
+    name: str = field(default="pure-noise", init=False)
     t_min: float = field(default=0.0, init=False)
     t_max: float = field(default=1.0, init=False)
-
-    def coefs(self, t: Tensor) -> Coefs:
-        one = torch.ones_like(t)
-        return Coefs(t, 1.0 - t, t, -one, one)
-
-    def t_from_noise(self, s: Tensor) -> Tensor:
-        return s / (1.0 + s)
 
     @property
     def sigma_min(self) -> float:
@@ -124,14 +116,27 @@ class LinearPath(NoisePath):
 
 
 @dataclass(frozen=True)
-class CosinePath(NoisePath):
+class LinearPath(_PureNoisePath):
+    """Flow matching / rectified flow: alpha = 1 - t, sigma = t (Lipman et al. 2023; Liu et al.).
+
+    s = t / (1 - t) is infinite at t = 1, so sampling starts from a large finite noise level.
+    """
+
+    name: str = field(default="linear", init=False)
+
+    def coefs(self, t: Tensor) -> Coefs:
+        one = torch.ones_like(t)
+        return Coefs(t, 1.0 - t, t, -one, one)
+
+    def t_from_noise(self, s: Tensor) -> Tensor:
+        return s / (1.0 + s)
+
+
+@dataclass(frozen=True)
+class CosinePath(_PureNoisePath):
     """Trigonometric path alpha = cos(pi t / 2), sigma = sin(pi t / 2); s = tan(pi t / 2)."""
 
-    sample_sigma_min: float = 2e-3
-    sample_sigma_max: float = 500.0
     name: str = field(default="cosine", init=False)
-    t_min: float = field(default=0.0, init=False)
-    t_max: float = field(default=1.0, init=False)
 
     def coefs(self, t: Tensor) -> Coefs:
         h = 0.5 * math.pi
@@ -140,14 +145,6 @@ class CosinePath(NoisePath):
 
     def t_from_noise(self, s: Tensor) -> Tensor:
         return torch.atan(s) * (2.0 / math.pi)
-
-    @property
-    def sigma_min(self) -> float:
-        return self.sample_sigma_min
-
-    @property
-    def sigma_max(self) -> float:
-        return self.sample_sigma_max
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Deterministic samplers of the probability-flow ODE dx/dsigma = (x - D(x, sigma)) / sigma.
 
-Every sampler is a plain function (DESIGN.md section 2)::
+Every sampler is a plain function, so that any of them runs on any denoiser::
 
     x = sampler(denoiser, x, sigmas, *, cond=None, generator=None, callback=None, ...)
 
@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from genlab.diffusion.schedules import grid_values
+
 
 class DenoiserFn(Protocol):
     """``D(x, sigma, cond=None) -> x0_hat`` with sigma of shape (batch,)."""
@@ -36,12 +38,15 @@ def sigma_batch(s: float, x: Tensor) -> Tensor:
     return torch.full((x.shape[0],), s, dtype=x.dtype, device=x.device)
 
 
-def grid_values(sigmas: Tensor) -> list[float]:
-    """The grid as python floats (float64), validated: 1-D, strictly decreasing, ends in 0."""
-    s = sigmas.detach().to("cpu", torch.float64).tolist()
-    if len(s) < 2 or s[-1] != 0.0 or any(b >= a for a, b in zip(s[:-1], s[1:], strict=True)):
-        raise ValueError("sigmas must be 1-D, strictly decreasing and end with 0")
-    return s
+def denoise(
+    denoiser: DenoiserFn, x: Tensor, s: float, cond: Any, i: int, callback: Callback | None
+) -> Tensor:
+    """D(x, s) at step ``i`` of a sampler, reported to ``callback`` as
+    {"i": i, "x": x, "sigma": s, "denoised": D} (the state before the step)."""
+    d = denoiser(x, sigma_batch(s, x), cond)
+    if callback is not None:
+        callback({"i": i, "x": x, "sigma": s, "denoised": d})
+    return d
 
 
 def noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -66,9 +71,7 @@ def euler(
     """
     s = grid_values(sigmas)
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         x = d + (s[i + 1] / s[i]) * (x - d)
     return x
 
@@ -88,9 +91,7 @@ def heun(
     """
     s = grid_values(sigmas)
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         slope = (x - d) / s[i]  # d_i, Alg. 1 line 4
         x_next = x + (s[i + 1] - s[i]) * slope  # line 5
         if s[i + 1] != 0.0:  # lines 6-8: trapezoidal correction
@@ -134,9 +135,7 @@ def ddim(
     """
     s = grid_values(sigmas)
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         k, c = ddim_coefficients(s[i], s[i + 1], eta)
         x = d + k * (x - d)
         if c > 0.0:
@@ -173,7 +172,5 @@ def rk45(
     if len(s) > 2:
         ts = torch.tensor([s[0], s[-2]], dtype=x.dtype, device=x.device)
         x = odeint(rhs, x, ts, rtol=rtol, atol=atol, method="dopri5")[-1]
-    d = denoiser(x, sigma_batch(s[-2], x), cond)
-    if callback is not None:
-        callback({"i": len(s) - 2, "x": x, "sigma": s[-2], "denoised": d})
+    d = denoise(denoiser, x, s[-2], cond, len(s) - 2, callback)
     return d

@@ -1,15 +1,17 @@
 """Discretisation grids of noise levels for the samplers.
 
 A grid is a 1-D float64 tensor ``sigmas`` of shape (n + 1,), strictly decreasing and
-ending with 0: ``n`` steps sigma_0 -> sigma_1 -> ... -> sigma_n = 0. Grids are pure
-functions of their arguments (STYLE.md principle 2); grids fitted to a denoiser live in
-:mod:`genlab.diffusion.grid_search`.
+ending with 0: ``n`` steps sigma_0 -> sigma_1 -> ... -> sigma_n = 0 (`grid_values` checks
+that, for every sampler and every explicit grid). Grids are pure functions of their
+arguments, with no hidden state; grids fitted to a denoiser live in
+:mod:`genlab.diffusion.grid_search`. `GRIDS` names the grid families for the command line,
+configs and `make_grid`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -112,20 +114,84 @@ def uniform_t(
     return append_zero(sig)
 
 
-def check_grid(sigmas: Tensor) -> None:
-    """Raise ValueError unless ``sigmas`` is 1-D, finite, strictly decreasing and ends with 0."""
+def grid_values(sigmas: Tensor) -> list[float]:
+    """The grid as python floats (float64), after checking that it is a grid: 1-D with at
+    least two levels, finite, strictly decreasing and ending with 0 (else ValueError)."""
     if sigmas.ndim != 1 or len(sigmas) < 2:
         raise ValueError("a grid is a 1-D tensor with at least two noise levels")
-    if not bool(torch.isfinite(sigmas).all()) or float(sigmas[-1]) != 0.0:
+    s = sigmas.detach().to("cpu", torch.float64).tolist()
+    if not all(math.isfinite(v) for v in s) or s[-1] != 0.0:
         raise ValueError("a grid must be finite and end with 0")
-    if not bool((sigmas[1:] < sigmas[:-1]).all()):
+    if any(b >= a for a, b in zip(s[:-1], s[1:], strict=True)):
         raise ValueError("a grid must be strictly decreasing")
+    return s
 
 
-# name -> grid function, for the CLI, configs and `genlab.diffusion.sample.sample`.
-# karras/loglinear take (n, sigma_min, sigma_max); uniform_t takes (path, n).
-GRIDS: dict[str, Callable[..., Tensor]] = {
-    "karras": karras,
-    "loglinear": loglinear,
-    "uniform_t": uniform_t,
+def check_grid(sigmas: Tensor) -> None:
+    """Raise ValueError unless ``sigmas`` is 1-D, finite, strictly decreasing and ends with 0."""
+    grid_values(sigmas)
+
+
+class GridFn(Protocol):
+    """A grid family by name: n steps between sigma_max and sigma_min, then 0. Each takes
+    the keywords of all (`rho` of karras, `path` and `spacing` of uniform_t)."""
+
+    def __call__(
+        self, n: int, sigma_min: float, sigma_max: float, *, rho: float, path: object | None,
+        spacing: str,
+    ) -> Tensor: ...  # fmt: skip
+
+
+def _karras(
+    n: int, sigma_min: float, sigma_max: float, *, rho: float, path: object | None, spacing: str
+) -> Tensor:
+    """:func:`karras` (Karras et al. 2022, Eq. 5) with exponent ``rho``."""
+    return karras(n, sigma_min, sigma_max, rho)
+
+
+def _loglinear(
+    n: int, sigma_min: float, sigma_max: float, *, rho: float, path: object | None, spacing: str
+) -> Tensor:
+    """:func:`loglinear`: uniform in log sigma (Lu et al. 2022)."""
+    return loglinear(n, sigma_min, sigma_max)
+
+
+def _uniform_t(
+    n: int, sigma_min: float, sigma_max: float, *, rho: float, path: object | None, spacing: str
+) -> Tensor:
+    """:func:`uniform_t`: uniform in the time of ``path`` (required) with ``spacing``."""
+    if path is None:
+        raise ValueError("schedule 'uniform_t' needs a path (pass path=...)")
+    return uniform_t(path, n, spacing=spacing, sigma_min=sigma_min, sigma_max=sigma_max)
+
+
+# name -> grid family, for the CLI, configs and `make_grid`.
+GRIDS: dict[str, GridFn] = {
+    "karras": _karras,
+    "loglinear": _loglinear,
+    "uniform_t": _uniform_t,
 }
+
+
+def grid_fn(name: str) -> GridFn:
+    """The grid family called `name` in `GRIDS` (ValueError naming the allowed ones)."""
+    if name not in GRIDS:
+        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(sorted(GRIDS))}")
+    return GRIDS[name]
+
+
+def make_grid(
+    schedule: str | Tensor,
+    n: int,
+    sigma_min: float,
+    sigma_max: float,
+    *,
+    rho: float = 7.0,
+    path: object | None = None,
+    spacing: str = "linspace",
+) -> Tensor:
+    """An n-step grid by name (see `GRIDS`), or ``schedule`` itself if a tensor (checked)."""
+    if isinstance(schedule, Tensor):
+        check_grid(schedule)
+        return schedule.to(torch.float64)
+    return grid_fn(schedule)(n, sigma_min, sigma_max, rho=rho, path=path, spacing=spacing)

@@ -19,10 +19,11 @@ from genlab.diffusion.samplers import (
     DenoiserFn,
     ddim,
     ddim_coefficients,
-    grid_values,
+    denoise,
     noise_like,
     sigma_batch,
 )
+from genlab.diffusion.schedules import grid_values
 
 
 def ddpm(
@@ -62,9 +63,7 @@ def euler_ancestral(
     """
     s = grid_values(sigmas)
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         _, sigma_up = ddim_coefficients(s[i], s[i + 1], eta)
         sigma_down = math.sqrt(max(s[i + 1] ** 2 - sigma_up**2, 0.0))
         x = x + (sigma_down - s[i]) * ((x - d) / s[i])
@@ -99,9 +98,7 @@ def edm_stochastic(
         s_hat = s[i] * (1.0 + gamma)
         if gamma > 0.0:
             x = x + (math.sqrt(s_hat**2 - s[i] ** 2) * s_noise) * noise_like(x, generator)
-        d = denoiser(x, sigma_batch(s_hat, x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s_hat, "denoised": d})
+        d = denoise(denoiser, x, s_hat, cond, i, callback)
         slope = (x - d) / s_hat
         x_next = x + (s[i + 1] - s_hat) * slope
         if s[i + 1] != 0.0:
@@ -129,9 +126,7 @@ def sde_euler_maruyama(
     """
     s = grid_values(sigmas)
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         if s[i + 1] == 0.0:
             return d
         delta = s[i] - s[i + 1]
@@ -178,9 +173,7 @@ def predictor_corrector(
     """
     s = grid_values(sigmas)
     for i in range(len(s) - 1):
-        d = denoiser(x, sigma_batch(s[i], x), cond)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s[i], "denoised": d})
+        d = denoise(denoiser, x, s[i], cond, i, callback)
         if s[i + 1] == 0.0:
             return d
         var = s[i] ** 2 - s[i + 1] ** 2

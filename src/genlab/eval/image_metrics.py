@@ -30,6 +30,8 @@ Chong & Forsyth, "Effectively unbiased FID and Inception score and where to find
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -284,10 +286,7 @@ def noise_floor(
     n_reference: int = 1437,
     *,
     generator: torch.Generator | None = None,
-    net: DigitsFeatureNet | None = None,
-    k: int = 3,
-    kid_subset_size: int | None = None,
-    kid_subsets: int = 100,
+    **options: Any,
 ) -> dict[str, float]:
     """:func:`image_metrics` of real digits TEST images (as "samples") against real TRAIN
     images (as "reference") of :func:`genlab.data.digits.digits_split` -- what a perfect
@@ -298,7 +297,8 @@ def noise_floor(
     without replacement with `generator`; the test split has only 360 images and the train
     split 1437, so larger sizes are capped there (the sizes used are returned as
     ``n_samples`` / ``n_reference``). ``accuracy`` is the network's accuracy on the test
-    images used (the ceiling for class-conditional samples)."""
+    images used (the ceiling for class-conditional samples). ``options`` are the other
+    keywords of :func:`image_metrics` (``net``, ``k``, ``kid_subset_size``, ``kid_subsets``)."""
     split = digits_split()
     n_s = min(n_samples, split.test_x.shape[0])
     n_r = min(n_reference, split.train_x.shape[0])
@@ -311,8 +311,5 @@ def noise_floor(
         digits_to_unit(split.train_x[i_r]),
         labels=split.test_y[i_s],
         generator=generator,
-        net=net,
-        k=k,
-        kid_subset_size=kid_subset_size,
-        kid_subsets=kid_subsets,
+        **options,
     )
