@@ -239,11 +239,14 @@ def eval_(
     else:
         metrics = evaluate(x, data, seed=seed)
         meets = metrics["sw2_ratio"] <= 2.0
+    own = run.family.metrics(run, data) if run.family.metrics is not None else {}
     used = sampling_record(run, spec)
     record: dict[str, Any] = {
         "checkpoint": str(run.checkpoint), **used, "n": count, "seed": seed,
         "guidance": guidance, "metrics": _json_safe(metrics), "meets_target": meets,
     }  # fmt: skip
+    if own:
+        record["family_metrics"] = _json_safe(own)
     if estimates:
         record["likelihood"] = [_json_safe(e.as_dict()) for e in estimates]
     (run.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -251,6 +254,8 @@ def eval_(
     title = f"{run.run_dir} ({used['sampler']}{nfe}, n {count})"
     table = _image_table(title, metrics) if run.is_image else _metrics_table(title, metrics)
     console.print(table)
+    if own:
+        console.print(_metrics_table(f"{run.family.name}: {run.family.describe(run.config)}", own))
     for e in estimates:
         bpd = "" if e.bpd is None else f", {e.bpd:.4f} ± {e.bpd_se:.4f} bits/dim"
         console.print(f"test NLL ({e.name}, {e.n} examples): {e.nats:.4f} ± {e.nats_se:.4f} "

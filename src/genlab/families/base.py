@@ -16,6 +16,9 @@ line read it instead of branching on family names:
   needs `data.dequantize`), whether it takes `[net]`, whether it is class-conditional;
 - `describe(cfg)`: a few words for tables and plots, and `check(cfg)`: cross-section rules
   of its own, raising `ConfigError("key: message")`;
+- `metrics(run, data)`: measurements of the family's own that `genlab eval` reports next to
+  the sample metrics (a tokenizer's reconstruction error and codebook usage, a prior's
+  bits per token, ...);
 - `prepare(cfg)`: for a family built on another run (a prior over a tokenizer's codes, a
   diffusion model in an autoencoder's latent space), the config completed before training,
   e.g. with the other run's config embedded, so that the run directory alone rebuilds the
@@ -101,6 +104,7 @@ class Family:
     sampling: Callable[[GenerativeModel, Mapping[str, Any]], dict[str, Any]] = exact_sampling
     check: Callable[[RunConfig], None] | None = None
     prepare: Callable[[RunConfig], RunConfig] | None = None
+    metrics: Callable[[Any, Any], dict[str, float]] | None = None
 
     @property
     def table(self) -> str:
