@@ -40,7 +40,8 @@ class MLPConfig:
 class UNetConfig:
     """`genlab.nets.unet.UNet`. `attention_levels` are level indices (0 = full resolution,
     level i has spatial size H / 2**i); `head_dim` sets the number of heads as
-    channels // head_dim. Derived: in_channels, out_channels, num_classes, context_dim."""
+    channels // head_dim. Derived: in_channels, out_channels, num_classes, context_dim,
+    pooled_dim (the width of a text encoder's token states and of its pooled vector)."""
 
     __pydantic_config__ = _FORBID
 
@@ -54,6 +55,7 @@ class UNetConfig:
     dropout: Rate = 0.0
     num_classes: Positive | None = None
     context_dim: Positive | None = None
+    pooled_dim: Positive | None = None
     use_checkpoint: bool = False
 
     def __post_init__(self) -> None:
@@ -69,7 +71,7 @@ class UNetConfig:
 class DiTConfig:
     """`genlab.nets.dit.DiT` (DiT-S/2 is hidden 384, depth 12, 6 heads, patch 2). Inputs of
     any size work; `input_size` only sets which positional grid is precomputed. Derived:
-    in_channels, out_channels, num_classes, context_dim, input_size."""
+    in_channels, out_channels, num_classes, context_dim, pooled_dim, input_size."""
 
     __pydantic_config__ = _FORBID
 
@@ -82,6 +84,7 @@ class DiTConfig:
     mlp_ratio: Annotated[float, Field(gt=0)] = 4.0
     num_classes: Positive | None = None
     context_dim: Positive | None = None
+    pooled_dim: Positive | None = None
     use_checkpoint: bool = False
     input_size: Positive = 8
 

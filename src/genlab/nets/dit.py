@@ -5,8 +5,11 @@ adaLN-Zero conditioning on the sum of time and label embeddings (sec. 3.2, "adaL
 block": shift, scale and gate regressed from the conditioning, all zero-initialised so every
 block starts as the identity) -> final adaLN + linear decoder -> unpatchify. With
 `context_dim` set, every block also cross-attends to a context sequence after self-attention
-(as in PixArt-alpha, Chen et al. 2023, sec. 2.3), output projection zero-initialised;
-called without a context, the cross-attention branches are skipped (contribute zero).
+(as in PixArt-alpha, Chen et al. 2023, sec. 2.3), output projection zero-initialised,
+padded context positions hidden by a key padding mask; called without a context, the
+cross-attention branches are skipped (contribute zero). With `pooled_dim` set, a pooled
+conditioning vector (a sentence embedding) is embedded and added to the adaLN conditioning
+next to time and label. A `genlab.nets.context.Context` passed as `cond` supplies both.
 
 Spatial sizes: the input is zero-padded on the bottom/right to a multiple of `patch_size` and
 the output cropped back.
@@ -21,10 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.nets.configs import DiTConfig
+from genlab.nets.context import Context, unpack_condition
 from genlab.nets.layers import (
     Attention,
     LabelEmbedding,
     TimeEmbedding,
+    VectorEmbedding,
+    add_condition_embeddings,
     maybe_checkpoint,
     modulate,
     zero_,
@@ -58,7 +64,7 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int) -> Tensor:
 class DiTBlock(nn.Module):
     """adaLN-Zero transformer block (Peebles & Xie 2023, fig. 3):
     x += gate_a * Attn(modulate(LN(x))), [x += CrossAttn(LN(x), ctx)], x += gate_m * MLP(...).
-    x: (B, N, D), c: (B, D) -> (B, N, D)."""
+    x: (B, N, D), c: (B, D), context: (B, L, Cctx), mask: (B, L) bool -> (B, N, D)."""
 
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
@@ -76,19 +82,22 @@ class DiTBlock(nn.Module):
         )
         self.ada = zero_(nn.Linear(d, 6 * d))  # adaLN-Zero: all six start at zero
 
-    def forward(self, x: Tensor, c: Tensor, context: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, c: Tensor, context: Tensor | None, mask: Tensor | None = None
+    ) -> Tensor:
         mods = self.ada(F.silu(c)).chunk(6, dim=1)  # 6 x (B, D)
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = mods
         x = x + gate_a[:, None] * self.attn(modulate(self.norm1(x), shift_a, scale_a))
         if self.cross is not None and context is not None:
-            x = x + self.cross(self.cross_norm(x), context)
+            x = x + self.cross(self.cross_norm(x), context, mask)
         return x + gate_m[:, None] * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
 
 
 class DiT(nn.Module):
-    """x (B, C, H, W), t (B,), cond (B,) long labels or None, *, context (B, L, Cctx) or None
-    -> (B, C_out, H, W). Outputs exactly zero at initialisation (zero-initialised final
-    adaLN modulation and linear decoder, Peebles & Xie 2023, sec. 3.2)."""
+    """x (B, C, H, W), t (B,), cond (B,) long labels, a `Context` or None, *, context
+    (B, L, Cctx), context_mask (B, L) bool, pooled (B, P) or None -> (B, C_out, H, W).
+    Outputs exactly zero at initialisation (zero-initialised final adaLN modulation and
+    linear decoder, Peebles & Xie 2023, sec. 3.2)."""
 
     def __init__(self, config: DiTConfig | None = None) -> None:
         super().__init__()
@@ -99,6 +108,7 @@ class DiT(nn.Module):
         self.patch_embed = nn.Conv2d(cfg.in_channels, d, p, stride=p)
         self.time_embed = TimeEmbedding(d, freq_dim=256)
         self.label_embed = LabelEmbedding(cfg.num_classes, d) if cfg.num_classes else None
+        self.pooled_embed = VectorEmbedding(cfg.pooled_dim, d) if cfg.pooled_dim else None
         grid = math.ceil(cfg.input_size / p)
         self.register_buffer("pos", sincos_2d(d, grid, grid), persistent=False)  # (N, D)
         self.pos_grid = (grid, grid)
@@ -133,24 +143,34 @@ class DiT(nn.Module):
             return self.pos.to(like.dtype)
         return sincos_2d(self.config.hidden, grid_h, grid_w).to(like.device, like.dtype)
 
+    def embed(self, t: Tensor, cond: Tensor | None, pooled: Tensor | None) -> Tensor:
+        """The adaLN conditioning: time + label + pooled-vector embeddings. -> (B, D)."""
+        return add_condition_embeddings(self.time_embed(t), cond, self.label_embed, pooled,
+                                        self.pooled_embed, "DiT")  # fmt: skip
+
     def forward(
-        self, x: Tensor, t: Tensor, cond: Tensor | None = None, *, context: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor | Context | None = None,
+        *,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        pooled: Tensor | None = None,
     ) -> Tensor:
         cfg, p = self.config, self.config.patch_size
-        if context is not None and cfg.context_dim is None:
-            raise ValueError("context given to a DiT built without context_dim")
+        cond, context, mask, pooled = unpack_condition(
+            cond, context, context_mask, pooled, name="DiT",
+            uses_tokens=cfg.context_dim is not None, uses_pooled=cfg.pooled_dim is not None,
+        )  # fmt: skip
         b, _, height, width = x.shape
         x = F.pad(x, (0, -width % p, 0, -height % p))
         gh, gw = x.shape[-2] // p, x.shape[-1] // p
         h = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, D), N = gh * gw
         h = h + self._pos_embed(gh, gw, h)
-        c = self.time_embed(t.expand(b) if t.ndim == 0 else t)  # (B, D)
-        if cond is not None:
-            if self.label_embed is None:
-                raise ValueError("class labels given to a DiT built without num_classes")
-            c = c + self.label_embed(cond)
+        c = self.embed(t.expand(b) if t.ndim == 0 else t, cond, pooled)  # (B, D)
         for block in self.blocks:
-            h = maybe_checkpoint(block, cfg.use_checkpoint, h, c, context)
+            h = maybe_checkpoint(block, cfg.use_checkpoint, h, c, context, mask)
         shift, scale = self.final_ada(F.silu(c)).chunk(2, dim=1)  # (B, D) each
         h = self.final_linear(modulate(self.final_norm(h), shift, scale))  # (B, N, p*p*C)
         h = h.view(b, gh, gw, p, p, self.out_channels)

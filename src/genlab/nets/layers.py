@@ -19,6 +19,8 @@ __all__ = [
     "Attention",
     "LabelEmbedding",
     "TimeEmbedding",
+    "VectorEmbedding",
+    "add_condition_embeddings",
     "maybe_checkpoint",
     "modulate",
     "norm_groups",
@@ -96,13 +98,49 @@ class LabelEmbedding(nn.Module):
         return self.table(labels)  # (B, dim)
 
 
+class VectorEmbedding(nn.Module):
+    """A conditioning vector (e.g. a pooled sentence embedding) mapped by a two-layer MLP to
+    the width of the time embedding it is added to, like the class embedding of Dhariwal &
+    Nichol (2021, sec. 3) and the pooled text vector of Podell et al. (2023, sec. 2.1).
+    v: (B, in_dim) -> (B, dim)."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, v: Tensor) -> Tensor:
+        return self.mlp(v.to(self.mlp[0].weight.dtype))  # (B, dim)
+
+
+def add_condition_embeddings(
+    emb: Tensor,
+    labels: Tensor | None,
+    label_embed: nn.Module | None,
+    pooled: Tensor | None,
+    pooled_embed: nn.Module | None,
+    name: str,
+) -> Tensor:
+    """The time embedding `emb` (B, E) plus the class embedding of `labels` (Dhariwal & Nichol
+    2021, sec. 3) plus the embedded `pooled` vector, each when given. -> (B, E)."""
+    if labels is not None:
+        if label_embed is None:
+            raise ValueError(f"class labels given to a {name} built without num_classes")
+        emb = emb + label_embed(labels)
+    if pooled is not None and pooled_embed is not None:
+        emb = emb + pooled_embed(pooled)
+    return emb
+
+
 class Attention(nn.Module):
     """Multi-head (self- or cross-) attention softmax(QK^T / sqrt(d)) V (Vaswani et al. 2017,
-    eq. 1) on token sequences. x: (B, N, dim), context: (B, L, context_dim) or None -> (B, N, dim).
+    eq. 1) on token sequences. x: (B, N, dim), context: (B, L, context_dim) or None,
+    mask: (B, L) bool or None -> (B, N, dim).
 
     With `context_dim` set, keys and values come from `context` (cross-attention, Rombach et
-    al. 2022, eq. 2); otherwise from `x`. `zero_out` zero-initialises the output projection so
-    a residual branch starts as the identity."""
+    al. 2022, eq. 2); otherwise from `x`. `mask` is the key padding mask (True at real keys):
+    padded keys get weight zero, so whatever sits at a padded position changes nothing.
+    `zero_out` zero-initialises the output projection so a residual branch starts as the
+    identity."""
 
     def __init__(
         self,
@@ -122,11 +160,14 @@ class Attention(nn.Module):
         if zero_out:
             zero_(self.out)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
         if self.is_cross and context is None:
             raise ValueError("cross-attention needs a context sequence (B, L, context_dim)")
         source = context if self.is_cross else x
         b, n, d = x.shape
+        keep = None if mask is None else _key_mask(mask, b, source.shape[1])  # (B, 1, 1, L)
         h = self.num_heads
         q = self.q(x).view(b, n, h, d // h).transpose(1, 2)  # (B, h, N, d/h)
         k, v = self.kv(source).view(b, source.shape[1], 2, h, d // h).permute(2, 0, 3, 1, 4)
@@ -136,8 +177,17 @@ class Attention(nn.Module):
             # The CPU flash-attention backward in bf16 ran ~10x slower than in fp32 (torch
             # 2.13, 1 thread, 4-64 tokens); the attention core is cheap, so run it in fp32.
             with torch.autocast("cpu", enabled=False):
-                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float())
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), keep)
             y = y.to(q.dtype)
         else:
-            y = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, d/h)
+            y = F.scaled_dot_product_attention(q, k, v, keep)  # (B, h, N, d/h)
         return self.out(y.transpose(1, 2).reshape(b, n, d))  # (B, N, dim)
+
+
+def _key_mask(mask: Tensor, batch: int, keys: int) -> Tensor:
+    """A (B, L) bool key padding mask as the boolean `attn_mask` of scaled_dot_product_attention
+    (True = attend), broadcast over heads and queries: (B, 1, 1, L)."""
+    if mask.dtype != torch.bool or mask.shape != (batch, keys):
+        raise ValueError(f"the key padding mask must be bool of shape ({batch}, {keys}), got "
+                         f"{mask.dtype} {list(mask.shape)}")  # fmt: skip
+    return mask[:, None, None, :]

@@ -25,13 +25,14 @@ Shape = tuple[int, ...]
 class NetSpec:
     """A network a config can name: its options class, the fields set from the data
     (`derived`), whether it works on images only, and its builder
-    `build(options, shape, num_classes)` for examples of `shape` ((D,) or (C, H, W))."""
+    `build(options, shape, num_classes, **text)` for examples of `shape` ((D,) or (C, H, W));
+    `text` are `context_dim` / `pooled_dim`, taken by the networks that derive them."""
 
     name: str
     options: type
     derived: tuple[str, ...]
     image_only: bool
-    build: Callable[[Any, Shape, int | None], Any]
+    build: Callable[..., Any]
     label: Callable[[Any], str]
 
     def user_options(self, options: Any) -> dict[str, Any]:
@@ -46,9 +47,11 @@ class NetSpec:
         return None
 
 
-def _build_mlp(options: MLPConfig, shape: Shape, num_classes: int | None) -> Any:
+def _build_mlp(options: MLPConfig, shape: Shape, num_classes: int | None, **text: Any) -> Any:
     from genlab.nets.mlp import MLP, FlatNet
 
+    if any(v is not None for v in text.values()):
+        raise ValueError("'mlp' takes no text condition (use unet or dit)")
     mlp = MLP(math.prod(shape), hidden=options.hidden, depth=options.depth,
               time_dim=options.time_dim, num_classes=num_classes,
               dropout=options.dropout)  # fmt: skip
@@ -61,19 +64,19 @@ def _image_shape(name: str, shape: Shape) -> Shape:
     return shape
 
 
-def _build_unet(options: UNetConfig, shape: Shape, num_classes: int | None) -> Any:
+def _build_unet(options: UNetConfig, shape: Shape, num_classes: int | None, **text: Any) -> Any:
     from genlab.nets.unet import UNet
 
     channels, _, _ = _image_shape("unet", shape)
-    return UNet(replace(options, in_channels=channels, num_classes=num_classes))
+    return UNet(replace(options, in_channels=channels, num_classes=num_classes, **text))
 
 
-def _build_dit(options: DiTConfig, shape: Shape, num_classes: int | None) -> Any:
+def _build_dit(options: DiTConfig, shape: Shape, num_classes: int | None, **text: Any) -> Any:
     from genlab.nets.dit import DiT
 
     channels, height, width = _image_shape("dit", shape)
     cfg = replace(options, in_channels=channels, num_classes=num_classes,
-                  input_size=max(height, width))  # fmt: skip
+                  input_size=max(height, width), **text)  # fmt: skip
     net = DiT(cfg)
     # Runs saved before EMA skipped non-persistent buffers hold DiT's (fixed) positional grid
     # in their state dict: keep it there so they load.
@@ -81,7 +84,7 @@ def _build_dit(options: DiTConfig, shape: Shape, num_classes: int | None) -> Any
     return net
 
 
-_IMAGE_DERIVED = ("in_channels", "out_channels", "num_classes", "context_dim")
+_IMAGE_DERIVED = ("in_channels", "out_channels", "num_classes", "context_dim", "pooled_dim")
 
 NETS: dict[str, NetSpec] = {
     "mlp": NetSpec("mlp", MLPConfig, (), False, _build_mlp,
@@ -100,7 +103,17 @@ def net_spec(name: str) -> NetSpec:
     return NETS[name]
 
 
-def build_net(name: str, options: Any, shape: Shape, num_classes: int | None = None) -> Any:
+def build_net(
+    name: str,
+    options: Any,
+    shape: Shape,
+    num_classes: int | None = None,
+    *,
+    context_dim: int | None = None,
+    pooled_dim: int | None = None,
+) -> Any:
     """The network `name` with `options` for examples of `shape`; "mlp" over images works on
-    the flattened pixels."""
-    return net_spec(name).build(options, tuple(shape), num_classes)
+    the flattened pixels. `context_dim` / `pooled_dim`: the widths of a text encoder's token
+    states (cross-attention) and pooled vector, for networks that take them."""
+    text = {"context_dim": context_dim, "pooled_dim": pooled_dim}
+    return net_spec(name).build(options, tuple(shape), num_classes, **text)

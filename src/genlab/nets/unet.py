@@ -5,8 +5,11 @@ Architecture of Ho et al. 2020 (appendix B) with the improvements of Dhariwal & 
 AdaGN(h, y) = y_s * GroupNorm(h) + y_b (Dhariwal & Nichol 2021, sec. 3), self-attention at
 chosen levels, a class embedding added to the time embedding, and zero-initialised last
 layers so every residual branch and the network output start at zero. With `context_dim`
-set, attention levels also cross-attend to a context sequence (Rombach et al. 2022, eq. 2);
-called without a context, the cross-attention branches are skipped (contribute zero).
+set, attention levels also cross-attend to a context sequence (Rombach et al. 2022, eq. 2)
+whose padded positions a key padding mask hides; called without a context, the
+cross-attention branches are skipped (contribute zero). With `pooled_dim` set, a pooled
+conditioning vector (a sentence embedding) is embedded and added to the time embedding
+like the class embedding. A `genlab.nets.context.Context` passed as `cond` supplies both.
 
 Spatial sizes: the input is zero-padded on the bottom/right to a multiple of
 2 ** (len(channel_mult) - 1) and the output is cropped back, so 8x8, 28x28 and odd sizes work.
@@ -19,10 +22,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.nets.configs import UNetConfig
+from genlab.nets.context import Context, unpack_condition
 from genlab.nets.layers import (
     Attention,
     LabelEmbedding,
     TimeEmbedding,
+    VectorEmbedding,
+    add_condition_embeddings,
     maybe_checkpoint,
     norm_groups,
     zero_,
@@ -56,7 +62,8 @@ class ResBlock(nn.Module):
 
 class AttentionBlock(nn.Module):
     """Pre-norm self-attention over the H*W positions, then (optionally) cross-attention to a
-    context sequence; output projections zero-initialised. x: (B, C, H, W) -> (B, C, H, W)."""
+    context sequence (padded keys masked out); output projections zero-initialised.
+    x: (B, C, H, W), context: (B, L, Cctx), mask: (B, L) bool -> (B, C, H, W)."""
 
     def __init__(self, channels: int, head_dim: int, context_dim: int | None) -> None:
         super().__init__()
@@ -68,12 +75,14 @@ class AttentionBlock(nn.Module):
             self.cross_norm = nn.LayerNorm(channels)
             self.cross = Attention(channels, heads, context_dim=context_dim, zero_out=True)
 
-    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None
+    ) -> Tensor:
         b, c, hh, ww = x.shape
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
         h = x.flatten(2).transpose(1, 2) + self.attn(tokens)  # (B, HW, C)
         if self.cross is not None and context is not None:
-            h = h + self.cross(self.cross_norm(h), context)
+            h = h + self.cross(self.cross_norm(h), context, mask)
         return h.transpose(1, 2).reshape(b, c, hh, ww)
 
 
@@ -85,22 +94,27 @@ class Stage(nn.Module):
         super().__init__()
         self.res, self.attn, self.use_checkpoint = res, attn, use_checkpoint
 
-    def _run(self, x: Tensor, emb: Tensor, context: Tensor | None, skip: Tensor | None) -> Tensor:
+    def _run(
+        self, x: Tensor, emb: Tensor, context: Tensor | None, mask: Tensor | None,
+        skip: Tensor | None,
+    ) -> Tensor:  # fmt: skip
         if skip is not None:  # inside the checkpoint, so the concatenation is not stored
             x = torch.cat([x, skip], dim=1)  # (B, C + C_skip, H, W)
         h = self.res(x, emb)
-        return self.attn(h, context) if self.attn is not None else h
+        return self.attn(h, context, mask) if self.attn is not None else h
 
     def forward(
-        self, x: Tensor, emb: Tensor, context: Tensor | None, skip: Tensor | None = None
-    ) -> Tensor:
-        return maybe_checkpoint(self._run, self.use_checkpoint, x, emb, context, skip)
+        self, x: Tensor, emb: Tensor, context: Tensor | None, mask: Tensor | None,
+        skip: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
+        return maybe_checkpoint(self._run, self.use_checkpoint, x, emb, context, mask, skip)
 
 
 class UNet(nn.Module):
-    """x (B, C, H, W), t (B,), cond (B,) long labels or None, *, context (B, L, Cctx) or None
-    -> (B, C_out, H, W). The output convolution is zero-initialised, so the net outputs 0 at
-    initialisation (Dhariwal & Nichol 2021, sec. 3)."""
+    """x (B, C, H, W), t (B,), cond (B,) long labels, a `Context` or None, *, context
+    (B, L, Cctx), context_mask (B, L) bool, pooled (B, P) or None -> (B, C_out, H, W). The
+    output convolution is zero-initialised, so the net outputs 0 at initialisation
+    (Dhariwal & Nichol 2021, sec. 3)."""
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -109,6 +123,7 @@ class UNet(nn.Module):
         ch, emb_dim = cfg.channels, 4 * cfg.channels
         self.time_embed = TimeEmbedding(emb_dim, freq_dim=ch)
         self.label_embed = LabelEmbedding(cfg.num_classes, emb_dim) if cfg.num_classes else None
+        self.pooled_embed = VectorEmbedding(cfg.pooled_dim, emb_dim) if cfg.pooled_dim else None
         self.input_conv = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
 
         def stage(c_in: int, c_out: int, level: int) -> Stage:
@@ -149,43 +164,49 @@ class UNet(nn.Module):
         out_channels = cfg.out_channels if cfg.out_channels is not None else cfg.in_channels
         self.out_conv = zero_(nn.Conv2d(c, out_channels, 3, padding=1))
 
-    def embed(self, t: Tensor, cond: Tensor | None) -> Tensor:
-        """Time embedding plus class embedding (Dhariwal & Nichol 2021, sec. 3). -> (B, E)."""
-        emb = self.time_embed(t)
-        if cond is not None:
-            if self.label_embed is None:
-                raise ValueError("class labels given to a UNet built without num_classes")
-            emb = emb + self.label_embed(cond)
-        return emb
+    def embed(self, t: Tensor, cond: Tensor | None, pooled: Tensor | None = None) -> Tensor:
+        """Time embedding plus class embedding (Dhariwal & Nichol 2021, sec. 3) plus the
+        embedded pooled vector. -> (B, E)."""
+        return add_condition_embeddings(self.time_embed(t), cond, self.label_embed, pooled,
+                                        self.pooled_embed, "UNet")  # fmt: skip
 
     def forward(
-        self, x: Tensor, t: Tensor, cond: Tensor | None = None, *, context: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor,
+        cond: Tensor | Context | None = None,
+        *,
+        context: Tensor | None = None,
+        context_mask: Tensor | None = None,
+        pooled: Tensor | None = None,
     ) -> Tensor:
         cfg = self.config
-        if context is not None and cfg.context_dim is None:
-            raise ValueError("context given to a UNet built without context_dim")
+        cond, context, mask, pooled = unpack_condition(
+            cond, context, context_mask, pooled, name="UNet",
+            uses_tokens=cfg.context_dim is not None, uses_pooled=cfg.pooled_dim is not None,
+        )  # fmt: skip
         height, width = x.shape[-2:]
         factor = 2 ** (len(cfg.channel_mult) - 1)
         pad_h, pad_w = -height % factor, -width % factor
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))  # (B, C, H', W') with H', W' multiples of factor
-        emb = self.embed(t.expand(x.shape[0]) if t.ndim == 0 else t, cond)  # (B, E)
+        emb = self.embed(t.expand(x.shape[0]) if t.ndim == 0 else t, cond, pooled)  # (B, E)
         h = self.input_conv(x)  # (B, ch, H', W')
         hs = [h]
         blocks, downs = iter(self.down), iter(self.downsample)
         for level in range(len(cfg.channel_mult)):
             for _ in range(cfg.num_res_blocks):
-                h = next(blocks)(h, emb, context)
+                h = next(blocks)(h, emb, context, mask)
                 hs.append(h)
             if level < len(cfg.channel_mult) - 1:
                 h = next(downs)(h)  # (B, c, H/2, W/2)
                 hs.append(h)
         for block in self.middle:
-            h = block(h, emb, context)
+            h = block(h, emb, context, mask)
         blocks, ups = iter(self.up), iter(self.upsample)
         for level in reversed(range(len(cfg.channel_mult))):
             for _ in range(cfg.num_res_blocks + 1):
-                h = next(blocks)(h, emb, context, hs.pop())
+                h = next(blocks)(h, emb, context, mask, hs.pop())
             if level > 0:
                 h = next(ups)(F.interpolate(h, scale_factor=2.0, mode="nearest"))
         out = self.out_conv(F.silu(self.out_norm(h)))  # (B, C_out, H', W')
