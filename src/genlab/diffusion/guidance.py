@@ -10,7 +10,11 @@ Guidance is easiest to read as a change of score, score = (D - x) / sigma^2:
 
 - classifier-free guidance (Ho & Salimans 2022, eq. 6 and Alg. 2), in score form
   score_w = score(x) + w (score(x | y) - score(x)), is linear in D, hence
-  D_w = D_uncond + w (D_cond - D_uncond);
+  D_w = D_uncond + w (D_cond - D_uncond). The condition y is a class label or a text
+  context (`genlab.nets.context.Context`); the unconditional branch is the null label or
+  the empty prompt, and a negative prompt takes the empty prompt's place (the guided score
+  then moves away from the negative prompt, score_w = score(x | neg) + w (score(x | y) -
+  score(x | neg)));
 - classifier guidance (Dhariwal & Nichol 2021, Sec. 4 and Alg. 1-2; Song et al. 2021,
   Sec. 5, eq. 14: grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x)) adds
   s * grad_x log p(y | x, sigma) to the score, hence D' = D + s sigma^2 grad_x log p(y | x).
@@ -32,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.diffusion import conditions
 from genlab.diffusion.paths import append_dims
 
 DenoiserLike = Callable[..., Tensor]
@@ -73,26 +78,41 @@ def _pass_through_range(wrapper: Any, denoiser: DenoiserLike) -> None:
 class ClassifierFreeGuidance:
     """Classifier-free guidance, Ho & Salimans (2022), eq. 6, on the canonical denoiser.
 
-    D_w(x, sigma, y) = D(x, sigma, null) + w [D(x, sigma, y) - D(x, sigma, null)]
+    D_w(x, sigma, y) = D(x, sigma, u) + w [D(x, sigma, y) - D(x, sigma, u)]
 
-    where ``null_label`` is the class index the model saw in place of the label during
-    training (`Diffusion(label_dropout=p, null_label=...)`, Ho & Salimans Alg. 1). With this
-    convention w = 1 is the conditional model and w = 0 the unconditional one; Ho & Salimans'
-    own guidance strength is w - 1. Those two cases cost one call of the wrapped denoiser;
-    otherwise the conditional and unconditional evaluations are made in one call on the
-    concatenated batch (2B), so ``evaluations_per_call`` is 2 (see the module docstring for
-    how NFE budgets count it).
+    where the unconditional condition u is either ``null_label``, the class index the model
+    saw in place of the label during training (`Diffusion(label_dropout=p, null_label=...)`,
+    Ho & Salimans Alg. 1), or ``uncond``, a condition of the same kind as y: the empty
+    prompt's context of a text model trained with caption dropout, or a negative prompt's
+    (one row serves the whole batch). With this convention w = 1 is the conditional model
+    and w = 0 the unconditional one; Ho & Salimans' own guidance strength is w - 1. Those two
+    cases cost one call of the wrapped denoiser; otherwise the conditional and unconditional
+    evaluations are made in one call on the concatenated batch (2B; contexts of different
+    lengths are padded, their masks hide the padding), so ``evaluations_per_call`` is 2 (see
+    the module docstring for how NFE budgets count it).
 
     Args:
-        denoiser: ``D(x, sigma, cond) -> x0_hat`` taking (B,) long labels as ``cond``.
+        denoiser: ``D(x, sigma, cond) -> x0_hat`` taking (B,) long labels or a context as
+            ``cond``.
         scale: the guidance weight w (a float; any real value, w > 1 sharpens).
-        null_label: the label meaning "no class".
+        null_label: the label meaning "no class" (label conditions).
+        uncond: the unconditional condition itself, 1 or B rows (instead of `null_label`).
     """
 
-    def __init__(self, denoiser: DenoiserLike, scale: float, null_label: int) -> None:
+    def __init__(
+        self,
+        denoiser: DenoiserLike,
+        scale: float,
+        null_label: int | None = None,
+        *,
+        uncond: Any = None,
+    ) -> None:
+        if (null_label is None) == (uncond is None):
+            raise ValueError("classifier-free guidance needs one of null_label and uncond")
         self.denoiser = denoiser
         self.scale = float(scale)
-        self.null_label = int(null_label)
+        self.null_label = None if null_label is None else int(null_label)
+        self.uncond = uncond
         self.sigma_min: float | None
         self.sigma_max: float | None
         _pass_through_range(self, denoiser)
@@ -102,16 +122,30 @@ class ClassifierFreeGuidance:
         """Batch multiplier of one guided call: 1 for w in {0, 1}, else 2."""
         return 1 if self.scale in (0.0, 1.0) else 2
 
-    def __call__(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
-        cond = _labels(cond, x, "classifier-free guidance needs class labels")
+    def branches(self, cond: Any, x: Tensor) -> tuple[Any, Any]:
+        """(conditional, unconditional) conditions for a batch of x; `cond` (labels (B,) or a
+        condition with the batch interface of `genlab.diffusion.conditions`) checked."""
+        if cond is None:
+            raise ValueError("classifier-free guidance needs a condition: pass cond (class "
+                             "labels (B,) or a context)")  # fmt: skip
+        if isinstance(cond, Tensor) or self.uncond is None:
+            cond = _labels(cond, x, "classifier-free guidance with a null label needs labels")
+        elif conditions.batch_size(cond) != x.shape[0]:
+            raise ValueError(f"cond has {conditions.batch_size(cond)} rows for a batch of "
+                             f"{x.shape[0]}")  # fmt: skip
+        if self.uncond is None:
+            return cond, torch.full_like(cond, self.null_label)  # (B,)
+        return cond, conditions.expand(self.uncond, x.shape[0])
+
+    def __call__(self, x: Tensor, sigma: Tensor | float, cond: Any = None) -> Tensor:
+        cond, uncond = self.branches(cond, x)
         sigma = _sigma_vector(sigma, x)
-        null = torch.full_like(cond, self.null_label)  # (B,)
         if self.scale == 1.0:
             return self.denoiser(x, sigma, cond)
         if self.scale == 0.0:
-            return self.denoiser(x, sigma, null)
+            return self.denoiser(x, sigma, uncond)
         both = self.denoiser(
-            torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([cond, null])
+            torch.cat([x, x]), torch.cat([sigma, sigma]), conditions.concat(cond, uncond)
         )  # (2B, ...)
         d_cond, d_uncond = both.chunk(2)  # (B, ...) each
         return d_uncond + self.scale * (d_cond - d_uncond)

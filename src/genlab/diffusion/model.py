@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genlab.diffusion import likelihood
+from genlab.diffusion import conditions, likelihood
 from genlab.diffusion.denoiser import Denoiser
 from genlab.diffusion.guidance import ClassifierFreeGuidance
 from genlab.diffusion.objectives import DenoisingLoss
@@ -24,7 +24,9 @@ class Diffusion(GenerativeModel):
     probability-flow ODE (or an SDE) with any genlab sampler on the canonical denoiser.
 
     The network maps (x (B, *data_shape), time (B,), cond) to an output of the data's shape;
-    what that output means is the parameterization's business.
+    what that output means is the parameterization's business. `cond` is a (B,) label
+    tensor or any condition with the batch interface of `genlab.diffusion.conditions` (a
+    text context, or the caption groups a text model trains on).
     """
 
     def __init__(
@@ -94,34 +96,39 @@ class Diffusion(GenerativeModel):
             sigma_max=self.sigma_max,
         )
 
-    def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        """Per-example denoising loss. In training mode, class labels are replaced by the null
-        label with probability `label_dropout`, so one network learns the conditional and
-        the unconditional model (Ho & Salimans 2022, Alg. 1)."""
+    def loss(self, x: Tensor, cond: Any = None) -> Tensor:
+        """Per-example denoising loss. In training mode, conditions are replaced by the null
+        condition (the null label, the empty caption) with probability `label_dropout`, so
+        one network learns the conditional and the unconditional model (Ho & Salimans 2022,
+        Alg. 1); a lazily resolved condition (caption groups) is then resolved."""
         if cond is not None and self.training and self.label_dropout > 0:
-            drop = torch.rand(cond.shape[0], device=cond.device) < self.label_dropout
-            cond = torch.where(drop, torch.full_like(cond, self.null_label), cond)  # type: ignore[arg-type]
-        return self.objective(self.net, x, cond)
+            assert self.null_label is not None  # checked by __init__
+            drop = torch.rand(conditions.batch_size(cond), device=x.device) < self.label_dropout
+            cond = conditions.drop(cond, drop, self.null_label)
+        return self.objective(self.net, x, conditions.resolve(cond, self.training))
 
     @torch.no_grad()
     def sample(
         self,
         n: int,
-        cond: Tensor | None = None,
+        cond: Any = None,
         *,
         generator: torch.Generator | None = None,
         sampler: str | None = None,
         nfe: int | None = None,
         schedule: str | None = None,
         guidance: float | None = None,
+        uncond: Any = None,
         options: dict[str, Any] | None = None,
         callback: Callable[[dict], None] | None = None,
     ) -> Tensor:
         """n samples with the model's default sampler, NFE budget and grid unless given.
 
         `guidance` is the classifier-free guidance scale w (1 = conditional model, 0 =
-        unconditional; needs `cond` and a model trained with label dropout). `options` are
-        the sampler's own knobs, e.g. {"eta": 0.5} for ddim.
+        unconditional; needs `cond` and a model trained with label dropout). The
+        unconditional branch is the null label, or `uncond` (1 or n rows): the empty
+        prompt's context of a text model, or a negative prompt's. `options` are the
+        sampler's own knobs, e.g. {"eta": 0.5} for ddim.
         """
         device = next(self.net.parameters()).device
         noise = torch.randn((n, *self.data_shape), generator=generator, device=device)
@@ -129,7 +136,8 @@ class Diffusion(GenerativeModel):
         if guidance is not None:
             if self.null_label is None:
                 raise ValueError("guidance needs a model trained with label_dropout/null_label")
-            denoiser = ClassifierFreeGuidance(self.denoiser, guidance, self.null_label)
+            null = self.null_label if uncond is None else None
+            denoiser = ClassifierFreeGuidance(self.denoiser, guidance, null, uncond=uncond)
         return sample_with_budget(
             denoiser,
             noise,

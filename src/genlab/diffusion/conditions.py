@@ -1,0 +1,67 @@
+"""What the diffusion core does with a condition, whatever its type.
+
+A condition travels in the single `cond` argument of a denoiser and a network. It is either
+a (B,) tensor of class labels or a value with the small batch interface below, such as
+`genlab.nets.context.Context` (token vectors, padding mask, pooled vector) or a lazily
+resolved one such as `genlab.text.table.Captions` (per-example caption groups into a table
+of cached text embeddings, which the trainer indexes like a tensor):
+
+- ``len(c)``, ``c[index]``: its batch;
+- ``type(c).cat([a, b])``: two batches in one (classifier-free guidance runs both branches
+  in one network call); ``c.expand(n)``: one row serving n examples;
+- optionally ``c.dropped(mask, null)``: rows under `mask` replaced by the null condition
+  (label / caption dropout of Ho & Salimans 2022, Alg. 1), and ``c.resolve(training)``:
+  the value the network takes (a random caption of each group while training).
+
+Label tensors get the same operations from torch, so guidance and the model's loss have one
+implementation for every kind of condition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["batch_size", "concat", "drop", "expand", "resolve"]
+
+
+def batch_size(cond: Any) -> int:
+    """The number of examples a condition holds."""
+    return int(cond.shape[0]) if isinstance(cond, Tensor) else len(cond)
+
+
+def concat(a: Any, b: Any) -> Any:
+    """Two conditions of one kind stacked along the batch (a first)."""
+    if isinstance(a, Tensor):
+        return torch.cat([a, torch.as_tensor(b, device=a.device)])
+    if type(a) is not type(b):
+        raise ValueError(f"cannot batch a {type(a).__name__} with a {type(b).__name__} "
+                         "condition (give the unconditional branch the same kind)")  # fmt: skip
+    return type(a).cat([a, b])
+
+
+def expand(cond: Any, n: int) -> Any:
+    """A condition for a batch of n: itself, or its single row repeated."""
+    if isinstance(cond, Tensor):
+        if cond.shape[0] not in (1, n):
+            raise ValueError(f"a condition of {cond.shape[0]} rows cannot serve a batch of {n}")
+        return cond.expand(n, *cond.shape[1:])
+    return cond.expand(n)
+
+
+def drop(cond: Any, mask: Tensor, null: int) -> Any:
+    """Rows of `cond` under `mask` (B,) bool replaced by the null condition: the label `null`,
+    or what the condition's own `dropped` means by it (the empty caption)."""
+    if isinstance(cond, Tensor):
+        return torch.where(mask, torch.full_like(cond, null), cond)
+    if not hasattr(cond, "dropped"):
+        raise ValueError(f"a {type(cond).__name__} condition cannot be dropped")
+    return cond.dropped(mask, null)
+
+
+def resolve(cond: Any, training: bool) -> Any:
+    """The value the network takes: a lazily resolved condition resolved (with training-time
+    randomness when `training`), anything else as it is."""
+    return cond.resolve(training) if hasattr(cond, "resolve") else cond
