@@ -16,6 +16,7 @@ from genlab.diffusion.presets import PRESETS
 from genlab.diffusion.sample import SAMPLERS
 from genlab.diffusion.schedules import GRIDS
 from genlab.nets.table import NETS
+from genlab.text.encoder import ENCODERS as TEXT_ENCODERS
 
 # data sets that are not plain toy samplers: an analytic mixture and point-cloud files
 GMM_RING = "gmm-ring"
@@ -25,14 +26,22 @@ DIGITS = "digits"
 IMAGES = "images"
 IMAGE_DATASETS: tuple[str, ...] = (DIGITS, IMAGES)
 DATASETS: tuple[str, ...] = (*sorted(TOY_DATASETS), GMM_RING, POINTS, *IMAGE_DATASETS)
+# caption sources of text-conditioned runs: phrasings of the digit labels, or an image
+# folder's metadata.jsonl
+DIGIT_CAPTIONS = "digits"
+METADATA_CAPTIONS = "metadata"
+CAPTION_SOURCES: dict[str, str] = {DIGIT_CAPTIONS: DIGITS, METADATA_CAPTIONS: IMAGES}
 
 __all__ = [
+    "CAPTION_SOURCES",
     "DATASETS",
+    "DIGIT_CAPTIONS",
     "DIGITS",
     "GMM_RING",
     "GRIDS",
     "IMAGES",
     "IMAGE_DATASETS",
+    "METADATA_CAPTIONS",
     "NETS",
     "NOISE_DISTRIBUTIONS",
     "PARAMETERIZATIONS",
@@ -40,6 +49,7 @@ __all__ = [
     "POINTS",
     "PRESETS",
     "SAMPLERS",
+    "TEXT_ENCODERS",
     "TOY_DATASETS",
     "WEIGHTINGS",
 ]

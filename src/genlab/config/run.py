@@ -9,6 +9,8 @@
     [train]      the fields of `genlab.train.TrainConfig`
     [sample]     default sampler, nfe, schedule, n, seed
     [likelihood] how `genlab eval --likelihood` estimates the test log-likelihood
+    [text]       text-conditioned runs (data.captions): the frozen text encoder, what the
+                 network sees of a caption (tokens, pooled, both), caption dropout
 
 Every key is checked: an unknown key, a name missing from its table or an impossible value
 raises `ConfigError` with one line naming the key, e.g.
@@ -33,6 +35,7 @@ from genlab.config.sections import (
     LikelihoodSection,
     ModelConfig,
     SampleSection,
+    TextSection,
 )
 from genlab.config.toml import apply_override, dumps_toml, read_toml, tomllib
 from genlab.errors import ConfigError
@@ -42,7 +45,7 @@ from genlab.train.config import TrainConfig
 
 __all__ = ["NetConfig", "RunConfig", "load_config"]
 
-COMMON_TABLES = ("data", "model", "net", "train", "sample", "likelihood")
+COMMON_TABLES = ("data", "model", "net", "train", "sample", "likelihood", "text")
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleSection = field(default_factory=SampleSection)
     likelihood: LikelihoodSection = field(default_factory=LikelihoodSection)
+    text: TextSection | None = None
 
     @property
     def family(self) -> Family:
@@ -125,6 +129,8 @@ class RunConfig:
             values["net"] = self.net.to_dict()
         for name in ("train", "sample", "likelihood"):
             values[name] = _dump(getattr(self, name))
+        if self.text is not None:
+            values["text"] = _dump(self.text)
         return values
 
     @classmethod
@@ -223,11 +229,38 @@ def parse(values: Mapping[str, Any]) -> RunConfig:
         sample=validate_section(SampleSection, _table(values, "sample"), "sample"),
         likelihood=validate_section(LikelihoodSection, _table(values, "likelihood"),
                                     "likelihood"),
+        text=_text_section(values, data),
     )  # fmt: skip
     check_sections(cfg)
     if family.check is not None:
         family.check(cfg)
     return cfg
+
+
+def _text_section(values: Mapping[str, Any], data: DataConfig) -> TextSection | None:
+    """`[text]` of a text-conditioned run (defaults when the table is absent); None for
+    other runs, which may not have one."""
+    if data.captions is None:
+        if "text" in values:
+            raise ConfigError("text: only for text-conditioned runs (set data.captions)")
+        return None
+    return validate_section(TextSection, _table(values, "text"), "text")
+
+
+def _check_text(cfg: RunConfig) -> None:
+    """A text-conditioned run needs a family and a network that take text."""
+    if cfg.text is None:
+        return
+    if not cfg.family.text_conditional:
+        raise ConfigError(f"data.captions: model.family = {cfg.family.name!r} is not "
+                          "text-conditional")  # fmt: skip
+    if cfg.model.num_classes > 0:
+        raise ConfigError("model.num_classes: a text-conditioned run takes captions, not "
+                          "class labels")  # fmt: skip
+    if cfg.net is not None and "context_dim" not in cfg.net.spec.derived:
+        raise ConfigError(f"net.name: text conditioning needs a network with cross-attention "
+                          f"and a conditioning embedding (unet or dit), got "
+                          f"{cfg.net.name!r}")  # fmt: skip
 
 
 def check_sections(cfg: RunConfig) -> None:
@@ -257,6 +290,7 @@ def check_sections(cfg: RunConfig) -> None:
     if data.labels and model.num_classes == 0:
         raise ConfigError("data.labels: labels are used only by a class-conditional model: "
                           "set model.num_classes")  # fmt: skip
+    _check_text(cfg)
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:

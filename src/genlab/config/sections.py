@@ -1,6 +1,7 @@
 """The sections every run config has, whatever its family: `[data]`, `[model]` (the family
 and its class conditioning), `[sample]` and `[likelihood]`; `[train]` is
-`genlab.train.TrainConfig` itself.
+`genlab.train.TrainConfig` itself; `[text]` (the text encoder and how captions condition
+the model) in text-conditioned runs.
 
 A family's own options (`[flow]`, `[vae]`, the diffusion keys of `[model]`, ...) are declared
 by the family (`genlab.families`), a network's (`[net]`) by the network
@@ -19,7 +20,7 @@ from genlab import registry
 from genlab.data.digits import DIGITS_LEVELS
 from genlab.ode import ODEOptions
 
-__all__ = ["DataConfig", "LikelihoodSection", "ModelConfig", "SampleSection"]
+__all__ = ["DataConfig", "LikelihoodSection", "ModelConfig", "SampleSection", "TextSection"]
 
 IMAGE_LEVELS = 256  # 8-bit images
 
@@ -54,6 +55,11 @@ class DataConfig(_Section):
     read by `genlab.data.images.load_images`; `size` and `channels` apply to folders; the test
     split is `n_test` images, 10% by default). `hflip` adds mirrored copies of the training
     images; `labels` uses the class labels (needed by a class-conditional model).
+    `captions` makes the run text-conditioned (with a `[text]` section): "digits" captions
+    each digit with phrasings of its label (`genlab.text.captions`; evaluation prompts with
+    held-out phrasings), "metadata" reads the captions of an image folder's
+    `metadata.jsonl` (`genlab.data.metadata`; evaluation prompts with the test images' own
+    captions).
 
     Likelihoods of image data: pixels are discrete levels (17 for digits, 256 for 8-bit
     images). `dequantize = true` makes the model a continuous density of uniformly
@@ -73,6 +79,7 @@ class DataConfig(_Section):
     channels: int | None = None
     hflip: bool = False
     labels: bool = False
+    captions: str | None = None  # "digits" or "metadata": a text-conditioned run
     dequantize: bool = False  # image sets: a continuous model of the discrete levels
     logit: float | None = Field(None, ge=0, lt=0.5)  # dequantize: y = logit(a + (1-2a) s)
 
@@ -80,6 +87,11 @@ class DataConfig(_Section):
     @classmethod
     def _known(cls, v: str) -> str:
         return one_of(v, registry.DATASETS)
+
+    @field_validator("captions")
+    @classmethod
+    def _captions(cls, v: str | None) -> str | None:
+        return None if v is None else one_of(v, registry.CAPTION_SOURCES)
 
     @field_validator("channels")
     @classmethod
@@ -108,6 +120,14 @@ class DataConfig(_Section):
                 raise key_error(key, f"only for image data sets (got {self.name!r})")
         if self.logit is not None and not self.dequantize:
             raise key_error("logit", "needs data.dequantize = true")
+        if self.captions is not None:
+            source = registry.CAPTION_SOURCES[self.captions]
+            if self.name != source:
+                raise key_error("captions", f"{self.captions!r} captions need data.name = "
+                                            f"{source!r} (got {self.name!r})")  # fmt: skip
+            if self.labels:
+                raise key_error("labels", "a text-conditioned run (data.captions) takes "
+                                          "captions, not class labels")  # fmt: skip
         if self.name == registry.DIGITS:
             for key in ("n_train", "n_test"):
                 if getattr(self, key) is not None:
@@ -193,3 +213,37 @@ class SampleSection(_Section):
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
         return None if v is None else one_of(v, registry.GRIDS)
+
+
+class TextSection(_Section):
+    """`[text]`: how a text-conditioned run (`data.captions`) encodes and uses its captions.
+
+    `encoder` names a frozen pretrained encoder (`genlab.text.encoder.ENCODERS`; its files
+    ship in a package, nothing is downloaded) and `max_length` the tokens kept per caption.
+    `condition` is what the network sees: "tokens", the encoder's last hidden states, which
+    the UNet / DiT cross-attend to with the padding masked out (Rombach et al. 2022, eq. 2);
+    "pooled", the pooled sentence vector added to the time embedding (adaLN in the DiT,
+    Peebles & Xie 2023, sec. 3.2); or "both". `dropout` is the probability that a training
+    caption is replaced by the empty one, so the model also learns the unconditional
+    distribution that classifier-free guidance needs (Ho & Salimans 2022, Alg. 1)."""
+
+    encoder: str = "all-MiniLM-L6-v2"
+    max_length: int = Field(32, ge=2, le=512)
+    condition: Literal["tokens", "pooled", "both"] = "tokens"
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+    @field_validator("encoder")
+    @classmethod
+    def _encoder(cls, v: str) -> str:
+        return one_of(v, registry.TEXT_ENCODERS)
+
+    @property
+    def dim(self) -> int:
+        """The width of the encoder's token states and pooled vector."""
+        return registry.TEXT_ENCODERS[self.encoder].dim
+
+    def net_dims(self) -> tuple[int | None, int | None]:
+        """(context_dim, pooled_dim) of the network: what `condition` feeds it."""
+        tokens = self.dim if self.condition in ("tokens", "both") else None
+        pooled = self.dim if self.condition in ("pooled", "both") else None
+        return tokens, pooled

@@ -39,6 +39,7 @@ __all__ = [
     "load_mnist",
     "random_hflip",
     "read_idx",
+    "read_images",
     "to_unit",
 ]
 
@@ -136,18 +137,25 @@ def load_image_folder(
         classes = None
     if not files:
         raise DataError(f"{root}: no {'/'.join(IMAGE_EXTENSIONS)} images found")
-    arrays = []
-    for f, _ in files:
+    images = read_images([f for f, _ in files], size, channels)
+    y = torch.tensor([label for _, label in files]) if classes is not None else None
+    return ImageData(images, y, classes)
+
+
+def read_images(files: list[Path], size: int | None, channels: int) -> Tensor:
+    """Decode image files (see `load_image_folder` for `size` and `channels`); without a
+    `size` they must share one size. -> float32 (N, C, H, W) in [-1, 1]."""
+    arrays: list[np.ndarray] = []
+    for f in files:
         array = _read_image(f, size, channels)
         if arrays and array.shape != arrays[0].shape:
             raise DataError(
                 f"{f}: size {array.shape[1]}x{array.shape[0]} differs from "
-                f"{arrays[0].shape[1]}x{arrays[0].shape[0]} of {files[0][0]} (pass a size)"
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]} of {files[0]} (pass a size)"
             )
         arrays.append(array)
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (N, C, H, W) uint8
-    y = torch.tensor([label for _, label in files]) if classes is not None else None
-    return ImageData(to_unit(images).contiguous(), y, classes)
+    return to_unit(images).contiguous()
 
 
 # ---------------------------------------------------------------------------- arrays and IDX

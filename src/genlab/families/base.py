@@ -13,7 +13,8 @@ line read it instead of branching on family names:
   sampling options a user gave (`sampler`, `nfe`, ...); by default the family samples
   exactly and refuses every option;
 - data it accepts, whether image data must be dequantised (a density of continuous values
-  needs `data.dequantize`), whether it takes `[net]`, whether it is class-conditional;
+  needs `data.dequantize`), whether it takes `[net]`, whether it is class-conditional,
+  whether it is text-conditional (trains on captions, `data.captions` and `[text]`);
 - `describe(cfg)`: a few words for tables and plots, and `check(cfg)`: cross-section rules
   of its own, raising `ConfigError("key: message")`;
 - `metrics(run, data)`: measurements of the family's own that `genlab eval` reports next to
@@ -61,13 +62,16 @@ class LikelihoodBound:
 
 def net_for(cfg: RunConfig, shape: Shape) -> Any:
     """The `[net]` network of a family that takes one, for examples of `shape`; class
-    labels reach it when the model is class-conditional."""
+    labels reach it when the model is class-conditional, the text encoder's token states
+    and/or pooled vector when it is text-conditioned."""
     from genlab.nets.table import build_net
 
     if cfg.net is None:
         raise ConfigError(f"model.family = {cfg.model.family!r} takes no [net]")
+    context_dim, pooled_dim = (None, None) if cfg.text is None else cfg.text.net_dims()
     try:
-        return build_net(cfg.net.name, cfg.net.options, shape, cfg.model.num_classes or None)
+        return build_net(cfg.net.name, cfg.net.options, shape, cfg.model.num_classes or None,
+                         context_dim=context_dim, pooled_dim=pooled_dim)  # fmt: skip
     except ValueError as err:
         raise ConfigError(f"net.name: {err}") from None
 
@@ -100,6 +104,7 @@ class Family:
     dequantize_images: bool = False
     uses_net: bool = False
     conditional: bool = False
+    text_conditional: bool = False
     likelihood: Callable[[LikelihoodSection], list[LikelihoodBound]] | None = exact_likelihood
     sampling: Callable[[GenerativeModel, Mapping[str, Any]], dict[str, Any]] = exact_sampling
     check: Callable[[RunConfig], None] | None = None

@@ -109,14 +109,19 @@ class DiffusionOptions(BaseModel):
 
 def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:
     """A diffusion model of the preset; with `model.label_dropout` > 0 the null label of
-    classifier-free guidance is `num_classes`."""
+    classifier-free guidance is `num_classes`. A text-conditioned run drops captions with
+    `text.dropout` to caption group 0, the empty caption (`genlab.text.table`)."""
     from genlab.diffusion.model import Diffusion
 
     opts: DiffusionOptions = cfg.options  # type: ignore[assignment]
     m = cfg.model
-    null = m.num_classes if m.label_dropout > 0 else None
+    dropout, null = m.label_dropout, m.num_classes
+    if cfg.text is not None:
+        from genlab.text.table import EMPTY_GROUP
+
+        dropout, null = cfg.text.dropout, EMPTY_GROUP
     return Diffusion.from_preset(opts.preset, net_for(cfg, shape), shape,
-                                 label_dropout=m.label_dropout, null_label=null,
+                                 label_dropout=dropout, null_label=null if dropout > 0 else None,
                                  **opts.components())  # fmt: skip
 
 
@@ -154,8 +159,8 @@ def sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, An
                           f"(one step costs {cost.calls(1)})")  # fmt: skip
     guidance = options.get("guidance")
     if guidance is not None and inner.null_label is None:
-        raise ConfigError("--guidance: needs a model trained with label dropout "
-                          "(model.label_dropout > 0)")  # fmt: skip
+        raise ConfigError("--guidance: needs a model trained with label dropout or caption "
+                          "dropout (model.label_dropout > 0 or text.dropout > 0)")  # fmt: skip
     return {"sampler": sampler, "nfe": nfe, "schedule": schedule, "guidance": guidance,
             "callback": options.get("callback")}  # fmt: skip
 
@@ -170,6 +175,7 @@ FAMILY = Family(
     describe=describe,
     uses_net=True,
     conditional=True,
+    text_conditional=True,
     likelihood=likelihood,
     sampling=sampling,
 )

@@ -18,10 +18,12 @@ from genlab.config import DataConfig, RunConfig
 from genlab.data.digits import DIGITS_LEVELS, DIGITS_N_VAL, digits_split
 from genlab.data.gmm import GaussianMixture
 from genlab.data.images import load_images
+from genlab.data.metadata import load_captioned_folder
 from genlab.data.points import load_points
 from genlab.data.toy import make_toy
 from genlab.discrete import levels_to_grid
 from genlab.errors import DataError
+from genlab.text.captions import CaptionSet, digit_caption_set, digit_prompts
 
 __all__ = ["Data", "gmm_ring", "make_data", "split_holdout"]
 
@@ -34,7 +36,8 @@ def gmm_ring() -> GaussianMixture:
 @dataclass
 class Data:
     """Training data and a held-out test split, float32: points (N, D) or images (N, C, H, W)
-    in [-1, 1]; class labels int64 (N,) when the config asks for them."""
+    in [-1, 1]; class labels int64 (N,) when the config asks for them; captions of a
+    text-conditioned run (`data.captions`)."""
 
     train: Tensor
     test: Tensor
@@ -43,6 +46,15 @@ class Data:
     test_labels: Tensor | None = None
     levels: int | None = None  # image sets: pixel levels of the [-1, 1] grid (17, 256)
     holdout: int = 0  # the last `holdout` training rows are the set's own validation part
+    captions: CaptionSet | None = None  # text runs: caption groups (0: the empty caption)
+    train_captions: Tensor | None = None  # (N,) int64: the caption group of each image
+    test_prompts: tuple[str, ...] | None = None  # text runs: one prompt per test image
+
+    @property
+    def train_cond(self) -> Tensor | None:
+        """What conditions each training example: its caption group (text runs) or its
+        class label (class-conditional runs); None otherwise."""
+        return self.train_captions if self.captions is not None else self.train_labels
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -71,52 +83,86 @@ def _split_file(cfg: DataConfig, generator: torch.Generator) -> tuple[Tensor, Te
     return points[n_test : n_test + n_train], points[:n_test]
 
 
-def _image_data(cfg: DataConfig, generator: torch.Generator) -> Data:
-    """Digits (fixed split, 0..16 -> [-1, 1]) or images from `cfg.path`, shuffled by `seed`."""
-    if cfg.name == registry.DIGITS:
-        split = digits_split()
-        train = levels_to_grid(split.train_x, DIGITS_LEVELS)  # 0..16 -> [-1, 1]
-        test = levels_to_grid(split.test_x, DIGITS_LEVELS)
-        train_y, test_y = split.train_y, split.test_y
+def _digits(cfg: DataConfig) -> Data:
+    """The fixed split, 0..16 -> [-1, 1]. Captioned digits: group d + 1 holds the training
+    phrasings of digit d; each test image is prompted with a held-out phrasing of its label
+    (its label kept for the prompt-following accuracy)."""
+    split = digits_split()
+    train = levels_to_grid(split.train_x, DIGITS_LEVELS)  # 0..16 -> [-1, 1]
+    test = levels_to_grid(split.test_x, DIGITS_LEVELS)
+    data = Data(train, test, None, split.train_y, split.test_y)
+    if cfg.captions is not None:
+        data.captions = digit_caption_set()
+        data.train_captions = split.train_y + 1  # (N,)
+        data.test_prompts = tuple(digit_prompts(split.test_y.tolist(), "heldout"))
+    return data
+
+
+def _folder(cfg: DataConfig, generator: torch.Generator) -> Data:
+    """Images from `cfg.path` (with their metadata.jsonl captions when asked), shuffled by
+    `seed` into train and test; the test images' first captions are their prompts."""
+    assert cfg.path is not None  # checked by DataConfig
+    channels = cfg.channels or 3
+    captions: tuple[tuple[str, ...], ...] | None = None
+    if cfg.captions is not None:
+        images, captions = load_captioned_folder(cfg.path, cfg.size, channels=channels)  # type: ignore[arg-type]
+        labels = None
     else:
-        assert cfg.path is not None  # checked by DataConfig
-        loaded = load_images(cfg.path, cfg.size, channels=cfg.channels or 3)  # type: ignore[arg-type]
-        images, labels = loaded.images, loaded.labels  # (N, C, H, W), (N,) | None
-        if cfg.channels is not None and images.shape[1] != cfg.channels:
-            raise DataError(f"{cfg.path}: images have {images.shape[1]} channels, "
-                            f"data.channels = {cfg.channels}")  # fmt: skip
-        if cfg.labels and labels is None:
-            raise DataError(f"{cfg.path}: no class labels (data.labels = true needs them)")
-        n = images.shape[0]
-        n_test = cfg.n_test or max(2, n // 10)
-        if n < n_test + 1:
-            raise DataError(f"{cfg.path}: {n} images, need more than data.n_test = {n_test}")
-        perm = torch.randperm(n, generator=generator)
-        test_i, train_i = perm[:n_test], perm[n_test:][: cfg.n_train]
-        train, test = images[train_i], images[test_i]
-        train_y = labels[train_i] if labels is not None else None
-        test_y = labels[test_i] if labels is not None else None
+        images, labels, _ = load_images(cfg.path, cfg.size, channels=channels)  # type: ignore[arg-type]
+    if cfg.channels is not None and images.shape[1] != cfg.channels:
+        raise DataError(f"{cfg.path}: images have {images.shape[1]} channels, "
+                        f"data.channels = {cfg.channels}")  # fmt: skip
+    if cfg.labels and labels is None:
+        raise DataError(f"{cfg.path}: no class labels (data.labels = true needs them)")
+    n = images.shape[0]
+    n_test = cfg.n_test or max(2, n // 10)
+    if n < n_test + 1:
+        raise DataError(f"{cfg.path}: {n} images, need more than data.n_test = {n_test}")
+    perm = torch.randperm(n, generator=generator)
+    test_i, train_i = perm[:n_test], perm[n_test:][: cfg.n_train]
+    data = Data(images[train_i], images[test_i], None,
+                None if labels is None else labels[train_i],
+                None if labels is None else labels[test_i])  # fmt: skip
+    if captions is not None:
+        groups = list(dict.fromkeys(captions[i] for i in train_i.tolist()))
+        index = {g: k + 1 for k, g in enumerate(groups)}
+        data.captions = CaptionSet.of(groups)
+        data.train_captions = torch.tensor([index[captions[i]] for i in train_i.tolist()])
+        data.test_prompts = tuple(captions[i][0] for i in test_i.tolist())
+    return data
+
+
+def _image_data(cfg: DataConfig, generator: torch.Generator) -> Data:
+    """Digits or images from `cfg.path`; mirrored copies with `hflip`; class labels kept only
+    when asked (captioned digits keep the test labels of their prompts)."""
+    data = _digits(cfg) if cfg.name == registry.DIGITS else _folder(cfg, generator)
     if cfg.hflip:  # mirrored copies: random flips with p = 1/2, in expectation
-        train = torch.cat([train, train.flip(-1)])
-        train_y = None if train_y is None else torch.cat([train_y, train_y])
+        data.train = torch.cat([data.train, data.train.flip(-1)])
+        for key in ("train_labels", "train_captions"):
+            value = getattr(data, key)
+            setattr(data, key, None if value is None else torch.cat([value, value]))
     if not cfg.labels:
-        train_y = test_y = None
+        data.train_labels = None
+        if cfg.captions != registry.DIGIT_CAPTIONS:
+            data.test_labels = None
     digits = cfg.name == registry.DIGITS
-    holdout = DIGITS_N_VAL if digits and not cfg.hflip else 0
-    return Data(train.float().contiguous(), test.float().contiguous(), None, train_y, test_y,
-                levels=cfg.levels, holdout=holdout)  # fmt: skip
+    data.holdout = DIGITS_N_VAL if digits and not cfg.hflip else 0
+    data.levels = cfg.levels
+    data.train, data.test = data.train.float().contiguous(), data.test.float().contiguous()
+    return data
 
 
 def split_holdout(
     data: Data, cfg: RunConfig
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-    """(train, train labels, val, val labels) for `fit`: with validation on and no
-    `train.val_fraction`, a set's own validation part (digits: the last 144 training
-    images) is held out; otherwise everything trains (fit carves `val_fraction` itself)."""
+    """(train, train cond, val, val cond) for `fit` (cond: labels or caption groups, see
+    `Data.train_cond`): with validation on and no `train.val_fraction`, a set's own
+    validation part (digits: the last 144 training images) is held out; otherwise
+    everything trains (fit carves `val_fraction` itself)."""
     h = data.holdout
+    y = data.train_cond
     if cfg.train.val_every == 0 or cfg.train.val_fraction > 0 or h == 0:
-        return data.train, data.train_labels, None, None
-    y = data.train_labels
+        return data.train, y, None, None
     return (data.train[:-h], None if y is None else y[:-h], data.train[-h:],
             None if y is None else y[-h:])  # fmt: skip
 

@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,6 +16,7 @@ from genlab.errors import ConfigError, DataError
 from genlab.families import Family
 from genlab.protocol import GenerativeModel
 from genlab.runs.data import Data, make_data, split_holdout
+from genlab.runs.text import caption_conditions
 from genlab.runs.record import read_run_config, run_record
 from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
 
@@ -42,7 +42,9 @@ def train_run(
     """Build data and model from `cfg` and train into `run_dir` (see `genlab.train.fit`).
 
     A family built on another run completes the config first (`Family.prepare`), so that
-    the run directory records everything needed to rebuild the model."""
+    the run directory records everything needed to rebuild the model. A text-conditioned
+    run encodes its captions and evaluation prompts into the run's embedding cache first
+    (`genlab.runs.text`) and trains on caption groups (`genlab.text.table.Captions`)."""
     if cfg.family.prepare is not None:
         cfg = cfg.family.prepare(cfg)
     data = make_data(cfg.data)
@@ -56,6 +58,8 @@ def train_run(
     if progress is not None:
         train_cfg = train_cfg.model_copy(update={"progress": progress})
     train, train_y, val, val_y = split_holdout(data, cfg)
+    if cfg.text is not None:
+        train_y, val_y = caption_conditions(cfg, data, run_dir, train_y, val_y)
     val_fn = None
     if cfg.likelihood.select == "nll" and train_cfg.val_every > 0:
         val_fn = _nll_score(cfg)

@@ -3,6 +3,8 @@
 The family record (`genlab.families`) turns the options (`sampler`, `nfe`, `schedule`,
 `guidance`; None means the run's default) into the keyword arguments of its model's
 `sample`, refusing options it does not have; the draws are deterministic from `seed`.
+`eval_condition` is what a run is evaluated on: the test split's class labels, or its
+prompts (held-out phrasings, test captions) for a text-conditioned run.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.runs.data import Data
+from genlab.runs.evaluate import test_labels
 from genlab.runs.run import Run
+from genlab.runs.text import eval_prompts, prompt_conditions, run_store
 
-__all__ = ["SampleSpec", "draw", "sampling_record"]
+__all__ = ["SampleSpec", "draw", "eval_condition", "sampling_record"]
 
 
 @dataclass(frozen=True)
@@ -52,14 +57,34 @@ def draw(
     spec: SampleSpec = SampleSpec(),
     *,
     seed: int = 0,
-    cond: Tensor | None = None,
+    cond: Any = None,
+    uncond: Any = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> Tensor:
     """n samples (n, *data_shape) of the run, deterministic from `seed`.
 
-    `cond` are class labels (n,) of a class-conditional model; `spec.guidance` is the
-    classifier-free guidance scale w (1 = conditional, 0 = unconditional). `callback`
-    receives a diffusion sampler's per-step dict (`x`, `sigma`, `denoised`, ...)."""
+    `cond` are class labels (n,) of a class-conditional model or the prompts' context of a
+    text-conditioned one; `spec.guidance` is the classifier-free guidance scale w (1 =
+    conditional, 0 = unconditional), whose unconditional branch is the null label or
+    `uncond` (the empty or a negative prompt's context). `callback` receives a diffusion
+    sampler's per-step dict (`x`, `sigma`, `denoised`, ...)."""
     kwargs = _kwargs(run, spec.options(callback))
+    if uncond is not None:
+        kwargs["uncond"] = uncond
     generator = torch.Generator().manual_seed(seed)
     return run.model.sample(n, cond, generator=generator, **kwargs)
+
+
+def eval_condition(
+    run: Run, data: Data, n: int, guidance: float | None = None
+) -> tuple[Any, Any, Tensor | None]:
+    """(cond, uncond, labels) to evaluate a run on n samples: the test split's class labels
+    (class-conditional runs), or its prompts with the empty prompt as the unconditional
+    branch (text-conditioned runs; labels: the digits the prompts ask for, if known)."""
+    if run.config.text is not None:
+        prompts, labels = eval_prompts(data, n)
+        store = run_store(run.config, run.run_dir)
+        cond, uncond = prompt_conditions(store, prompts, guidance=guidance)
+        return cond, uncond, labels
+    labels = test_labels(data, n) if run.config.model.num_classes > 0 else None
+    return labels, None, labels
