@@ -113,6 +113,13 @@ DIGITS_QUICK = DigitsPlan(
 )  # fmt: skip
 
 
+def _train_section(steps: int, batch_size: int, lr: float, ema_decay: float) -> dict[str, Any]:
+    """The demo's training settings: one checkpoint at the end, about 60 log lines."""
+    return {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay,
+            "warmup_steps": min(100, steps), "checkpoint_every": steps,
+            "log_every": max(1, steps // 60), "progress": False}  # fmt: skip
+
+
 def digits_config(plan: DigitsPlan) -> RunConfig:
     """The run config of the demo's digits model."""
     return RunConfig.from_dict({
@@ -121,10 +128,7 @@ def digits_config(plan: DigitsPlan) -> RunConfig:
                   "label_dropout": plan.label_dropout},
         "net": {"name": "unet", "channels": plan.channels, "channel_mult": [1, 2],
                 "num_res_blocks": 1, "attention_levels": [], "head_dim": plan.channels},
-        "train": {"steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
-                  "ema_decay": plan.ema_decay, "warmup_steps": min(100, plan.steps),
-                  "checkpoint_every": plan.steps, "log_every": max(1, plan.steps // 60),
-                  "progress": False},
+        "train": _train_section(plan.steps, plan.batch_size, plan.lr, plan.ema_decay),
         "sample": {"n": plan.n_eval},
     })  # fmt: skip
 
@@ -135,10 +139,7 @@ def demo_config(dataset: str, preset: str, plan: DemoPlan) -> RunConfig:
         "data": {"name": dataset, "n_train": plan.n_train, "n_test": plan.n_test, "seed": 0},
         "model": {"preset": preset},
         "net": {"name": "mlp", "hidden": plan.hidden, "depth": plan.depth},
-        "train": {"steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
-                  "ema_decay": plan.ema_decay, "warmup_steps": min(100, plan.steps),
-                  "checkpoint_every": plan.steps, "log_every": max(1, plan.steps // 60),
-                  "progress": False},
+        "train": _train_section(plan.steps, plan.batch_size, plan.lr, plan.ema_decay),
         "sample": {"n": plan.n_test},
     })  # fmt: skip
 

@@ -17,10 +17,10 @@ from pydantic_core import PydanticCustomError
 
 from genlab import registry
 from genlab.errors import ConfigError
-from genlab.families.base import Family, LikelihoodBound, Shape, net_for
+from genlab.families.base import Family, Shape, net_for, ode_likelihood
 
 if TYPE_CHECKING:
-    from genlab.config import LikelihoodSection, RunConfig
+    from genlab.config import RunConfig
     from genlab.diffusion.presets import Component
     from genlab.protocol import GenerativeModel
 
@@ -125,11 +125,6 @@ def describe(cfg: RunConfig) -> str:
     return f"{opts.preset}, {cfg.net_label()}"
 
 
-def likelihood(settings: LikelihoodSection) -> list[LikelihoodBound]:
-    """The probability-flow ODE with the settings' trace estimator and tolerances."""
-    return [LikelihoodBound("PF-ODE", {"ode": settings.ode()})]
-
-
 def sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments of `Diffusion.sample`: the given sampler, NFE budget and grid (the
     model's defaults otherwise), names and budget checked; `guidance` needs a model trained
@@ -170,6 +165,6 @@ FAMILY = Family(
     describe=describe,
     uses_net=True,
     conditional=True,
-    likelihood=likelihood,
+    likelihood=ode_likelihood("PF-ODE"),
     sampling=sampling,
 )
