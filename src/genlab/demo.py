@@ -33,6 +33,7 @@ from torch import Tensor
 from genlab import viz
 from genlab.config import RunConfig
 from genlab.diffusion.paths import NoisePath
+from genlab.progress import JobBoard, JobReporter
 from genlab.report import write_report
 from genlab.runs import (
     METRICS_FILE,
@@ -49,6 +50,7 @@ from genlab.runs import (
 )
 
 TARGET_RATIO = 2.0
+TRAIN_SHARE = 0.8  # the part of a job's progress bar that is training (then sampling)
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,13 @@ DIGITS_QUICK = DigitsPlan(
 )  # fmt: skip
 
 
+def _train_section(steps: int, batch_size: int, lr: float, ema_decay: float) -> dict[str, Any]:
+    """The demo's training settings: one checkpoint at the end, about 60 log lines."""
+    return {"steps": steps, "batch_size": batch_size, "lr": lr, "ema_decay": ema_decay,
+            "warmup_steps": min(100, steps), "checkpoint_every": steps,
+            "log_every": max(1, steps // 60), "progress": False}  # fmt: skip
+
+
 def digits_config(plan: DigitsPlan) -> RunConfig:
     """The run config of the demo's digits model."""
     return RunConfig.from_dict({
@@ -121,10 +130,7 @@ def digits_config(plan: DigitsPlan) -> RunConfig:
                   "label_dropout": plan.label_dropout},
         "net": {"name": "unet", "channels": plan.channels, "channel_mult": [1, 2],
                 "num_res_blocks": 1, "attention_levels": [], "head_dim": plan.channels},
-        "train": {"steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
-                  "ema_decay": plan.ema_decay, "warmup_steps": min(100, plan.steps),
-                  "checkpoint_every": plan.steps, "log_every": max(1, plan.steps // 60),
-                  "progress": False},
+        "train": _train_section(plan.steps, plan.batch_size, plan.lr, plan.ema_decay),
         "sample": {"n": plan.n_eval},
     })  # fmt: skip
 
@@ -135,10 +141,7 @@ def demo_config(dataset: str, preset: str, plan: DemoPlan) -> RunConfig:
         "data": {"name": dataset, "n_train": plan.n_train, "n_test": plan.n_test, "seed": 0},
         "model": {"preset": preset},
         "net": {"name": "mlp", "hidden": plan.hidden, "depth": plan.depth},
-        "train": {"steps": plan.steps, "batch_size": plan.batch_size, "lr": plan.lr,
-                  "ema_decay": plan.ema_decay, "warmup_steps": min(100, plan.steps),
-                  "checkpoint_every": plan.steps, "log_every": max(1, plan.steps // 60),
-                  "progress": False},
+        "train": _train_section(plan.steps, plan.batch_size, plan.lr, plan.ema_decay),
         "sample": {"n": plan.n_test},
     })  # fmt: skip
 
@@ -205,7 +208,7 @@ def _plots(job: Job, run: Run, data: Data, panels: dict[str, Tensor]) -> dict[st
     return {k: f"{job.name}/{k}.png" for k in ("loss", "samples", "trajectory")}
 
 
-def run_job(job: Job) -> dict[str, Any]:
+def run_job(job: Job, reporter: JobReporter | None = None) -> dict[str, Any]:
     """Train one model, sample it with every sampler, plot; return its part of the report.
 
     Runs on one thread: intra-op parallelism only slows networks this small down.
@@ -213,17 +216,21 @@ def run_job(job: Job) -> dict[str, Any]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_job(job)
+        return _run_job(job, reporter)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run_job(job: Job) -> dict[str, Any]:
+def _run_job(job: Job, reporter: JobReporter | None) -> dict[str, Any]:
     run_dir = Path(job.run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo owns out/<dataset>-<preset>
     start, cpu_start = time.perf_counter(), time.process_time()
-    result, _ = train_run(RunConfig.from_dict(job.config), run_dir)
+    cfg = RunConfig.from_dict(job.config)
+    on_log = None if reporter is None else reporter.steps(cfg.train.steps, TRAIN_SHARE)
+    result, _ = train_run(cfg, run_dir, on_log=on_log)
     train_seconds = time.perf_counter() - start
+    if reporter is not None:
+        reporter.report("sampling", TRAIN_SHARE)
     run = load_run(run_dir)  # the EMA weights, as `genlab sample` would use them
     data = make_data(run.config.data)
     rows, panels = _sample_rows(job, run, data)
@@ -262,7 +269,7 @@ def _digits_row(run: Run, data: Data, spec: SampleSpec, w: float, grid: Path) ->
             **{k: _finite(v) for k, v in metrics.items()}, "grid": grid.name}  # fmt: skip
 
 
-def run_digits_job(job: DigitsJob) -> dict[str, Any]:
+def run_digits_job(job: DigitsJob, reporter: JobReporter | None = None) -> dict[str, Any]:
     """Train the digits model; evaluate every sampler (w = 1) and every guidance scale."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -270,8 +277,11 @@ def run_digits_job(job: DigitsJob) -> dict[str, Any]:
         plan, run_dir = job.plan, Path(job.run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
         start, cpu_start = time.perf_counter(), time.process_time()
-        result, _ = train_run(digits_config(plan), run_dir)
+        on_log = None if reporter is None else reporter.steps(plan.steps, TRAIN_SHARE)
+        result, _ = train_run(digits_config(plan), run_dir, on_log=on_log)
         train_seconds = time.perf_counter() - start
+        if reporter is not None:
+            reporter.report("sampling", TRAIN_SHARE)
         run = load_run(run_dir)
         data = make_data(run.config.data)
         rows = [_digits_row(run, data, SampleSpec(s, nfe), 1.0, run_dir / f"grid-{s}-{nfe}.png")
@@ -290,16 +300,34 @@ def run_digits_job(job: DigitsJob) -> dict[str, Any]:
         torch.set_num_threads(threads)
 
 
-def _run_any(job: Job | DigitsJob) -> dict[str, Any]:
-    return run_digits_job(job) if isinstance(job, DigitsJob) else run_job(job)
+def _run_any(job: Job | DigitsJob, reporter: JobReporter | None = None) -> dict[str, Any]:
+    if isinstance(job, DigitsJob):
+        return run_digits_job(job, reporter)
+    return run_job(job, reporter)
 
 
-def _run_all(jobs: list[Job | DigitsJob], workers: int) -> list[dict[str, Any]]:
+def _cost(job: Job | DigitsJob) -> float:
+    """Expected cost of a job in seconds of one core (measured on the full plans)."""
+    if isinstance(job, DigitsJob):
+        return 0.065 * job.plan.steps + 40.0
+    return 0.012 * RunConfig.from_dict(job.config).train.steps + 20.0
+
+
+def _run_all(
+    jobs: list[Job | DigitsJob], workers: int, console: Console
+) -> list[dict[str, Any]]:
+    """Every job's result, in order, on `workers` processes of one torch thread each, with
+    one progress bar over all of them."""
     if workers <= 1:
         return [_run_any(job) for job in jobs]
     ctx = get_context("spawn")  # fresh interpreters: no torch thread pools inherited by fork
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        return list(pool.map(_run_any, jobs))
+    board = JobBoard({job.name: _cost(job) for job in jobs}, console)
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        futures = {job.name: pool.submit(_run_any, job, JobReporter(queue, job.name))
+                   for job in jobs}  # fmt: skip
+        board.run(queue, lambda: [name for name, f in futures.items() if f.done()])
+        return [futures[job.name].result() for job in jobs]
 
 
 def _summary(results: list[dict[str, Any]]) -> Table:
@@ -342,13 +370,15 @@ def run_demo(out: Path | str, *, quick: bool = False, console: Console | None = 
     jobs: list[Job | DigitsJob] = [DigitsJob(digits_plan, str(out / "digits"))]  # longest first
     jobs += [Job(d, p, demo_config(d, p, plan).to_dict(), str(out / f"{d}-{p}"), plan.samplers)
              for d in plan.datasets for p in plan.presets]  # fmt: skip
-    workers = max(1, min(plan.workers, os.cpu_count() or 1, len(jobs)))
+    cores = os.cpu_count() or 1
+    workers = max(1, min(plan.workers, cores, len(jobs)))
     console.print(
-        f"demo: training {len(jobs) - 1} toy models ({plan.steps} steps each) and a "
-        f"digits UNet ({digits_plan.steps} steps) on {workers} worker(s) into {out}"
+        f"demo: {len(jobs)} jobs on {workers} worker process(es) x 1 torch thread "
+        f"({cores} cores): {len(jobs) - 1} toy models ({plan.steps} steps each) and a "
+        f"digits UNet ({digits_plan.steps} steps), into {out}"
     )
     start = time.perf_counter()
-    digits, *results = _run_all(jobs, workers)
+    digits, *results = _run_all(jobs, workers, console)
     seconds = time.perf_counter() - start
     cpu = sum(res["cpu_seconds"] for res in results) + digits["cpu_seconds"]
     meta = {"plan": asdict(plan), "digits_plan": asdict(digits_plan), "quick": quick,

@@ -30,7 +30,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)  # tables unclippe
 
 def _version(value: bool) -> None:
     if value:
-        from genlab.runs.run import genlab_version
+        from genlab.runs.record import genlab_version
 
         console.print(f"genlab {genlab_version()}")
         raise typer.Exit()
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `genlab` script; maps errors to one line and an exit status."""
     import pydantic
 
-    from genlab.config import format_validation_error, tomllib
+    from genlab.config.toml import tomllib
 
     try:
         status = app(args=argv, prog_name="genlab", standalone_mode=False)
@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     except GenlabError as err:
         _fail(f"error: {err}", 2)
     except pydantic.ValidationError as err:
+        from genlab.config.errors import format_validation_error
+
         _fail(f"config error: {format_validation_error(err)}", 2)
     except tomllib.TOMLDecodeError as err:
         _fail(f"config error: invalid TOML: {err}", 2)

@@ -38,9 +38,10 @@ def train(
 ) -> None:
     """Train a model from a TOML config into a run directory."""
     from genlab.config import load_config
+
+    cfg = load_config(config, set_ or [])  # mistakes are reported before torch loads
     from genlab.runs import train_run
 
-    cfg = load_config(config, set_ or [])
     run_dir = out if out is not None else Path("runs") / config.stem
     result, _ = train_run(cfg, run_dir, resume=resume)
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
@@ -127,12 +128,15 @@ def sample(
 ) -> None:
     """Draw samples from a trained run; write them as .npy, a .png scatter over test data
     (points) or a .png image grid (image runs)."""
+    from genlab.runs.record import read_run_config
+
+    if out.suffix.lower() not in SAMPLE_SUFFIXES:
+        raise ConfigError(f"--out {out}: unsupported suffix (use {' or '.join(SAMPLE_SUFFIXES)})")
+    read_run_config(run_dir)  # a missing or corrupt run is reported before torch loads
     import numpy as np
 
     from genlab.runs import draw, load_run
 
-    if out.suffix.lower() not in SAMPLE_SUFFIXES:
-        raise ConfigError(f"--out {out}: unsupported suffix (use {' or '.join(SAMPLE_SUFFIXES)})")
     run = load_run(run_dir)
     png = out.suffix.lower() == ".png"
     count = n or (min(run.config.sample.n, GRID_N) if run.is_image and png else run.config.sample.n)
@@ -214,6 +218,9 @@ def eval_(
     KID, precision/recall (and class accuracy of conditional runs) in the digits network's
     feature space, each next to its noise floor (real train images vs the test split).
     --likelihood adds the test NLL (nats; bits/dim of the discrete pixels for image runs)."""
+    from genlab.runs.record import read_run_config
+
+    read_run_config(run_dir)  # a missing or corrupt run is reported before torch loads
     from genlab.runs import (
         draw,
         evaluate,

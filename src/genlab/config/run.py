@@ -214,23 +214,20 @@ def parse(values: Mapping[str, Any]) -> RunConfig:
     common, own = _family_options(values, family)
     model_keys = sorted({*ModelConfig.model_fields, *family.options.model_fields}) \
         if family.table == "model" else None  # fmt: skip
+    # the common sections first: their mistakes are reported without loading the model code
     data = validate_section(DataConfig, _table(values, "data"), "data")
     model = validate_section(ModelConfig, common, "model", model_keys)
-    options = validate_section(family.options, own, family.table, model_keys)
-    net = None
     if "net" in values and not family.uses_net:
         raise ConfigError(f"net: model.family = {family.name!r} has no [net] (its networks "
                           "are set in its own section)")  # fmt: skip
-    if family.uses_net:
-        net = NetConfig.from_dict(values.get("net", {}))
-    cfg = RunConfig(
-        data=data, model=model, options=options, net=net,
-        train=validate_section(TrainConfig, _table(values, "train"), "train"),
-        sample=validate_section(SampleSection, _table(values, "sample"), "sample"),
-        likelihood=validate_section(LikelihoodSection, _table(values, "likelihood"),
-                                    "likelihood"),
-        text=_text_section(values, data),
-    )  # fmt: skip
+    net = NetConfig.from_dict(values.get("net", {})) if family.uses_net else None
+    train = validate_section(TrainConfig, _table(values, "train"), "train")
+    sample = validate_section(SampleSection, _table(values, "sample"), "sample")
+    likelihood = validate_section(LikelihoodSection, _table(values, "likelihood"), "likelihood")
+    text = _text_section(values, data)
+    options = validate_section(family.options, own, family.table, model_keys)
+    cfg = RunConfig(data=data, model=model, options=options, net=net, train=train,
+                    sample=sample, likelihood=likelihood, text=text)  # fmt: skip
     check_sections(cfg)
     if family.check is not None:
         family.check(cfg)

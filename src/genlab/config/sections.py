@@ -240,7 +240,9 @@ class TextSection(_Section):
     @property
     def dim(self) -> int:
         """The width of the encoder's token states and pooled vector."""
-        return registry.TEXT_ENCODERS[self.encoder].dim
+        from genlab.text.encoder import ENCODERS
+
+        return ENCODERS[self.encoder].dim
 
     def net_dims(self) -> tuple[int | None, int | None]:
         """(context_dim, pooled_dim) of the network: what `condition` feeds it."""

@@ -12,12 +12,12 @@ split never takes part in model selection.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from genlab.errors import DataError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "DIGITS_LEVELS",
@@ -50,6 +50,9 @@ class DigitsSplit:
 
 def load_digits_images() -> tuple[Tensor, Tensor]:
     """All 1797 images, ``(1797, 1, 8, 8)`` float32 holding integers 0..16, and labels (1797,)."""
+    import numpy as np
+    import torch
+
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - scikit-learn is a dependency
@@ -71,6 +74,9 @@ def load_digits_images() -> tuple[Tensor, Tensor]:
 def digits_split(seed: int = 0, n_train: int = DIGITS_N_TRAIN) -> DigitsSplit:
     """The anchor's fixed train/test split: ``default_rng(seed).permutation(1797)``,
     first ``n_train`` indices train, the rest test."""
+    import numpy as np
+    import torch
+
     if not 0 < n_train < DIGITS_N:
         raise DataError(f"n_train must lie in 1..{DIGITS_N - 1}, got {n_train}")
     x, y = load_digits_images()

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from genlab.protocol import GenerativeModel
 
 __all__ = ["IMAGE", "VECTOR", "Family", "LikelihoodBound", "exact_likelihood", "exact_sampling",
-           "net_for"]
+           "net_for", "ode_likelihood"]
 
 VECTOR, IMAGE = "vector", "image"
 Shape = tuple[int, ...]
@@ -79,6 +79,16 @@ def net_for(cfg: RunConfig, shape: Shape) -> Any:
 def exact_likelihood(settings: LikelihoodSection) -> list[LikelihoodBound]:
     """A family whose `log_prob` is exact and takes no options (normalizing flows)."""
     return [LikelihoodBound("exact")]
+
+
+def ode_likelihood(name: str) -> Callable[[LikelihoodSection], list[LikelihoodBound]]:
+    """A family whose `log_prob` integrates an ODE with the instantaneous change of variables
+    (`name`: "PF-ODE", "CNF ODE"): the settings' solver and trace estimator."""
+
+    def bounds(settings: LikelihoodSection) -> list[LikelihoodBound]:
+        return [LikelihoodBound(name, {"ode": settings.ode()})]
+
+    return bounds
 
 
 def exact_sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from genlab.families.base import Family, LikelihoodBound, Shape, net_for
+from genlab.families.base import Family, Shape, net_for, ode_likelihood
 from genlab.ode import ODEOptions
 
 if TYPE_CHECKING:
-    from genlab.config import LikelihoodSection, RunConfig
+    from genlab.config import RunConfig
     from genlab.protocol import GenerativeModel
 
 
@@ -44,11 +44,6 @@ def describe(cfg: RunConfig) -> str:
     return f"FFJORD, {cfg.net_label()}, train {c.trace} trace, {solver}"
 
 
-def likelihood(settings: LikelihoodSection) -> list[LikelihoodBound]:
-    """The CNF's ODE, always with the adaptive dopri5 at the settings' tolerances."""
-    return [LikelihoodBound("CNF ODE", {"ode": settings.ode()})]
-
-
 FAMILY = Family(
     name="cnf",
     description="continuous normalizing flow (FFJORD): maximum likelihood through an ODE "
@@ -58,5 +53,5 @@ FAMILY = Family(
     describe=describe,
     dequantize_images=True,
     uses_net=True,
-    likelihood=likelihood,
+    likelihood=ode_likelihood("CNF ODE"),
 )

@@ -17,15 +17,15 @@ from pydantic_core import PydanticCustomError
 
 from genlab import registry
 from genlab.errors import ConfigError
-from genlab.families.base import Family, LikelihoodBound, Shape, net_for
+from genlab.families.base import Family, Shape, net_for, ode_likelihood
 
 if TYPE_CHECKING:
-    from genlab.config import LikelihoodSection, RunConfig
+    from genlab.config import RunConfig
     from genlab.diffusion.presets import Component
     from genlab.protocol import GenerativeModel
 
 PIECES = ("path", "parameterization", "noise", "weighting")
-PIECE_TABLES: dict[str, Mapping[str, Any]] = {
+PIECE_NAMES: dict[str, tuple[str, ...]] = {
     "path": registry.PATHS,
     "parameterization": registry.PARAMETERIZATIONS,
     "noise": registry.NOISE_DISTRIBUTIONS,
@@ -34,7 +34,18 @@ PIECE_TABLES: dict[str, Mapping[str, Any]] = {
 SAMPLING_OPTIONS = ("sampler", "nfe", "schedule", "guidance", "callback")
 
 
-def _one_of(value: str | None, names: Mapping[str, Any]) -> str | None:
+def _piece_table(piece: str) -> Mapping[str, Any]:
+    """The constructors of one kind of piece, by name (imports the diffusion code)."""
+    from genlab.diffusion.objectives import NOISE_DISTRIBUTIONS, WEIGHTINGS
+    from genlab.diffusion.parameterization import PARAMETERIZATIONS
+    from genlab.diffusion.paths import PATHS
+
+    tables = {"path": PATHS, "parameterization": PARAMETERIZATIONS,
+              "noise": NOISE_DISTRIBUTIONS, "weighting": WEIGHTINGS}  # fmt: skip
+    return tables[piece]
+
+
+def _one_of(value: str | None, names: tuple[str, ...]) -> str | None:
     if value is not None and value not in names:
         raise ValueError(f"{value!r} is not one of {', '.join(sorted(names))}")
     return value
@@ -68,7 +79,7 @@ class DiffusionOptions(BaseModel):
     @field_validator(*PIECES)
     @classmethod
     def _piece(cls, v: str | None, info: Any) -> str | None:
-        return _one_of(v, PIECE_TABLES[info.field_name])
+        return _one_of(v, PIECE_NAMES[info.field_name])
 
     def component(self, piece: str) -> Component | None:
         """The override of one piece, or None to keep the preset's.
@@ -96,7 +107,7 @@ class DiffusionOptions(BaseModel):
             if comp is None:
                 continue
             try:
-                PIECE_TABLES[piece][comp.name](**comp.options)
+                _piece_table(piece)[comp.name](**comp.options)
             except (ConfigError, ValueError, TypeError) as err:
                 raise PydanticCustomError("key_error", f"{comp.name!r}: {_braces(str(err))}",
                                           {"key": f"{piece}_options"}) from None  # fmt: skip
@@ -128,11 +139,6 @@ def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:
 def describe(cfg: RunConfig) -> str:
     opts: DiffusionOptions = cfg.options  # type: ignore[assignment]
     return f"{opts.preset}, {cfg.net_label()}"
-
-
-def likelihood(settings: LikelihoodSection) -> list[LikelihoodBound]:
-    """The probability-flow ODE with the settings' trace estimator and tolerances."""
-    return [LikelihoodBound("PF-ODE", {"ode": settings.ode()})]
 
 
 def sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -176,6 +182,6 @@ FAMILY = Family(
     uses_net=True,
     conditional=True,
     text_conditional=True,
-    likelihood=likelihood,
+    likelihood=ode_likelihood("PF-ODE"),
     sampling=sampling,
 )

@@ -1,5 +1,6 @@
 """Runs: data and model built from a `RunConfig`, trained into a run directory, loaded back,
-sampled and evaluated (`data`, `record`, `run`, `sampling`, `evaluate`).
+sampled and evaluated (`data`, `record`, `run`, `sampling`, `evaluate`); the text side of a
+text-conditioned run (`text`: its embedding cache, caption conditions and prompts).
 
 Names are imported on first use: `genlab.runs.record` (the run directory's config) loads
 no torch, so the command line checks a run before loading a model."""
@@ -27,7 +28,12 @@ _EXPORTS = {
     "train_run": "genlab.runs.run",
     "SampleSpec": "genlab.runs.sampling",
     "draw": "genlab.runs.sampling",
+    "eval_condition": "genlab.runs.sampling",
     "sampling_record": "genlab.runs.sampling",
+    "caption_conditions": "genlab.runs.text",
+    "eval_prompts": "genlab.runs.text",
+    "prompt_conditions": "genlab.runs.text",
+    "run_store": "genlab.runs.text",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
@@ -51,4 +57,9 @@ if TYPE_CHECKING:
     from genlab.runs.run import train_run as train_run
     from genlab.runs.sampling import SampleSpec as SampleSpec
     from genlab.runs.sampling import draw as draw
+    from genlab.runs.sampling import eval_condition as eval_condition
     from genlab.runs.sampling import sampling_record as sampling_record
+    from genlab.runs.text import caption_conditions as caption_conditions
+    from genlab.runs.text import eval_prompts as eval_prompts
+    from genlab.runs.text import prompt_conditions as prompt_conditions
+    from genlab.runs.text import run_store as run_store

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -16,8 +17,8 @@ from genlab.errors import ConfigError, DataError
 from genlab.families import Family
 from genlab.protocol import GenerativeModel
 from genlab.runs.data import Data, make_data, split_holdout
-from genlab.runs.text import caption_conditions
 from genlab.runs.record import read_run_config, run_record
+from genlab.runs.text import caption_conditions
 from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
 
 __all__ = ["Run", "build_model", "load_run", "train_run"]
@@ -37,12 +38,18 @@ def build_model(cfg: RunConfig, shape: int | tuple[int, ...]) -> GenerativeModel
 
 
 def train_run(
-    cfg: RunConfig, run_dir: Path | str, *, resume: bool = False, progress: bool | None = None
+    cfg: RunConfig,
+    run_dir: Path | str,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[TrainResult, Data]:
     """Build data and model from `cfg` and train into `run_dir` (see `genlab.train.fit`).
 
     A family built on another run completes the config first (`Family.prepare`), so that
-    the run directory records everything needed to rebuild the model. A text-conditioned
+    the run directory records everything needed to rebuild the model. `on_log` receives
+    every line of `metrics.jsonl` as it is written. A text-conditioned
     run encodes its captions and evaluation prompts into the run's embedding cache first
     (`genlab.runs.text`) and trains on caption groups (`genlab.text.table.Captions`)."""
     if cfg.family.prepare is not None:
@@ -64,8 +71,8 @@ def train_run(
     if cfg.likelihood.select == "nll" and train_cfg.val_every > 0:
         val_fn = _nll_score(cfg)
     result = fit(model, train, train_cfg, run_dir, cond=train_y, val_data=val, val_cond=val_y,
-                 val_fn=val_fn, run_config=run_record(cfg, data.shape),
-                 resume=resume)  # fmt: skip
+                 val_fn=val_fn, run_config=run_record(cfg, data.shape), resume=resume,
+                 on_log=on_log)  # fmt: skip
     return result, data
 
 

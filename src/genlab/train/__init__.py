@@ -13,29 +13,43 @@ Modules, one concept each:
     ema         the exponential moving average of the weights
 """
 
-from genlab.train.checkpoint import best_checkpoint, latest_checkpoint, load_weights
-from genlab.train.config import TrainConfig
-from genlab.train.ema import EMA
-from genlab.train.fitting import TrainResult, fit
-from genlab.train.loop import StepInfo, iter_train, train_step, warmup_lr
-from genlab.train.seeding import derive_seed
-from genlab.train.state import TrainState
-from genlab.train.validation import split_validation, validation_score
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "EMA",
-    "StepInfo",
-    "TrainConfig",
-    "TrainResult",
-    "TrainState",
-    "best_checkpoint",
-    "derive_seed",
-    "fit",
-    "iter_train",
-    "latest_checkpoint",
-    "load_weights",
-    "split_validation",
-    "train_step",
-    "validation_score",
-    "warmup_lr",
-]
+from genlab._lazy import lazy_exports
+
+_EXPORTS = {
+    "best_checkpoint": "genlab.train.checkpoint",
+    "latest_checkpoint": "genlab.train.checkpoint",
+    "load_weights": "genlab.train.checkpoint",
+    "TrainConfig": "genlab.train.config",
+    "EMA": "genlab.train.ema",
+    "TrainResult": "genlab.train.fitting",
+    "fit": "genlab.train.fitting",
+    "StepInfo": "genlab.train.loop",
+    "iter_train": "genlab.train.loop",
+    "train_step": "genlab.train.loop",
+    "warmup_lr": "genlab.train.loop",
+    "derive_seed": "genlab.train.seeding",
+    "TrainState": "genlab.train.state",
+    "split_validation": "genlab.train.validation",
+    "validation_score": "genlab.train.validation",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from genlab.train.checkpoint import best_checkpoint as best_checkpoint
+    from genlab.train.checkpoint import latest_checkpoint as latest_checkpoint
+    from genlab.train.checkpoint import load_weights as load_weights
+    from genlab.train.config import TrainConfig as TrainConfig
+    from genlab.train.ema import EMA as EMA
+    from genlab.train.fitting import TrainResult as TrainResult
+    from genlab.train.fitting import fit as fit
+    from genlab.train.loop import StepInfo as StepInfo
+    from genlab.train.loop import iter_train as iter_train
+    from genlab.train.loop import train_step as train_step
+    from genlab.train.loop import warmup_lr as warmup_lr
+    from genlab.train.seeding import derive_seed as derive_seed
+    from genlab.train.state import TrainState as TrainState
+    from genlab.train.validation import split_validation as split_validation
+    from genlab.train.validation import validation_score as validation_score

@@ -102,6 +102,22 @@ def _torch_bytes(obj: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+def _fresh_weights_dir(
+    tmp: Path,
+    run_config: dict[str, Any],
+    model_state: dict[str, Tensor],
+    ema_state: dict[str, Tensor],
+) -> Path:
+    """A new, empty `tmp` holding the run config and both weight files (fsynced)."""
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    _write_synced(tmp / CONFIG_FILE, json_bytes(run_config))
+    _write_synced(tmp / MODEL_FILE, _tensor_bytes(model_state))
+    _write_synced(tmp / EMA_FILE, _tensor_bytes(ema_state))
+    return tmp
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -116,13 +132,8 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / (TMP_PREFIX + final.name)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    _write_synced(tmp / CONFIG_FILE, json_bytes(run_config))
-    _write_synced(tmp / MODEL_FILE, _tensor_bytes(model_state))
-    _write_synced(tmp / EMA_FILE, _tensor_bytes(ema_state))
+    tmp = _fresh_weights_dir(root / (TMP_PREFIX + final.name), run_config, model_state,
+                             ema_state)  # fmt: skip
     _write_synced(tmp / STATE_FILE, _torch_bytes(trainer_state))
     _fsync_dir(tmp)
     if final.exists():  # only after a fresh restart; never the checkpoint `latest` points to
@@ -161,13 +172,8 @@ def save_best(
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     _recover_best(root)
-    final, old, tmp = root / BEST, root / BEST_OLD, root / (TMP_PREFIX + BEST)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    _write_synced(tmp / CONFIG_FILE, json_bytes(run_config))
-    _write_synced(tmp / MODEL_FILE, _tensor_bytes(model_state))
-    _write_synced(tmp / EMA_FILE, _tensor_bytes(ema_state))
+    final, old = root / BEST, root / BEST_OLD
+    tmp = _fresh_weights_dir(root / (TMP_PREFIX + BEST), run_config, model_state, ema_state)
     _write_synced(tmp / VAL_FILE, json_bytes({"step": int(step), "val_loss": float(score)}))
     _fsync_dir(tmp)
     if final.exists():
