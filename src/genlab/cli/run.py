@@ -54,7 +54,7 @@ def train(
 # ----------------------------------------------------------------------------- sample
 
 
-def _spec(
+def sample_spec(
     cfg: RunConfig,
     sampler: str | None,
     nfe: int | None,
@@ -132,7 +132,10 @@ def sample(
 
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
         raise ConfigError(f"--out {out}: unsupported suffix (use {' or '.join(SAMPLE_SUFFIXES)})")
-    read_run_config(run_dir)  # a missing or corrupt run is reported before torch loads
+    cfg, _ = read_run_config(run_dir)  # a missing or corrupt run is reported before torch loads
+    if cfg.text is not None:
+        raise ConfigError(f"{run_dir}: a text-conditioned run samples from prompts: "
+                          f"genlab generate {run_dir} PROMPT --out ...")  # fmt: skip
     import numpy as np
 
     from genlab.runs import draw, load_run
@@ -144,7 +147,7 @@ def sample(
     labels, per_row = _labels(run, count, class_)
     count = count if labels is None else labels.shape[0]
     _needs_labels(guidance, labels)
-    x = draw(run, count, _spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
+    x = draw(run, count, sample_spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
              cond=labels)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     if not png:
@@ -160,9 +163,10 @@ def sample(
     console.print(f"wrote {count} samples to {out}")
 
 
-def _needs_labels(guidance: float | None, labels: torch.Tensor | None) -> None:
-    if guidance is not None and labels is None:
-        raise ConfigError("--guidance: needs a class-conditional run (model.num_classes > 0)")
+def _needs_labels(guidance: float | None, cond: Any) -> None:
+    if guidance is not None and cond is None:
+        raise ConfigError("--guidance: needs a class-conditional run (model.num_classes > 0) "
+                          "or a text-conditioned one")  # fmt: skip
 
 
 def _scatter(run: Run, x: torch.Tensor, out: Path) -> None:
@@ -223,23 +227,23 @@ def eval_(
     read_run_config(run_dir)  # a missing or corrupt run is reported before torch loads
     from genlab.runs import (
         draw,
+        eval_condition,
         evaluate,
         evaluate_images,
         load_run,
         make_data,
         sampling_record,
-        test_labels,
     )
 
     run = load_run(run_dir)
     data = make_data(run.config.data)
     estimates = _test_likelihood(run, data) if likelihood else []
-    spec = _spec(run.config, sampler, nfe, schedule, guidance)
+    spec = sample_spec(run.config, sampler, nfe, schedule, guidance)
     seed = run.config.sample.seed if seed is None else seed
     count = n or data.test.shape[0]
-    labels = test_labels(data, count) if run.config.model.num_classes > 0 else None
-    _needs_labels(guidance, labels)
-    x = draw(run, count, spec, seed=seed, cond=labels)
+    cond, uncond, labels = eval_condition(run, data, count, guidance)
+    _needs_labels(guidance, cond)
+    x = draw(run, count, spec, seed=seed, cond=cond, uncond=uncond)
     if run.is_image:
         metrics = evaluate_images(x, data, labels=labels, seed=seed)
         meets = metrics["fd_ratio"] <= IMAGE_TARGET_RATIO
@@ -272,12 +276,13 @@ def eval_(
 
 def _test_likelihood(run: Run, data: Any) -> list[Any]:
     from genlab.eval.likelihood import estimate
+    from genlab.runs import eval_condition
 
     if run.family.likelihood is None:
         raise ConfigError(f"--likelihood: model.family = {run.family.name!r} has no likelihood")
     s = run.config.likelihood
     x = data.test[: s.n]
-    cond = None if data.test_labels is None else data.test_labels[: s.n]
+    cond = eval_condition(run, data, x.shape[0])[0]  # the test labels or prompts, in order
     return estimate(run.model, x, s, run.family.likelihood(s), cond=cond, image=run.is_image)
 
 

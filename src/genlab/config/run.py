@@ -278,6 +278,7 @@ def check_sections(cfg: RunConfig) -> None:
         bad = spec.size_error(cfg.net.options, data.image_size)
         if bad is not None:
             raise ConfigError(f"net.{bad[0]}: {bad[1]}")
+    _check_text(cfg)
     if model.num_classes > 0 and not family.conditional:
         raise ConfigError(f"model.num_classes: model.family = {family.name!r} is not "
                           "class-conditional")  # fmt: skip
@@ -287,7 +288,6 @@ def check_sections(cfg: RunConfig) -> None:
     if data.labels and model.num_classes == 0:
         raise ConfigError("data.labels: labels are used only by a class-conditional model: "
                           "set model.num_classes")  # fmt: skip
-    _check_text(cfg)
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:

@@ -44,12 +44,12 @@ def _entry(line: str, where: str, root: Path) -> tuple[Path, str]:
     except json.JSONDecodeError as err:
         raise DataError(f"{where}: not valid JSON ({err.msg})") from None
     if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object with \"file_name\" and \"text\"")
+        raise DataError(f'{where}: expected a JSON object with "file_name" and "text"')
     name, text = obj.get("file_name"), obj.get("text")
     if not isinstance(name, str) or not name.strip():
-        raise DataError(f"{where}: missing \"file_name\" (the image's path in the folder)")
+        raise DataError(f'{where}: missing "file_name" (the image\'s path in the folder)')
     if not isinstance(text, str):
-        raise DataError(f"{where}: missing \"text\" (the image's caption, a string)")
+        raise DataError(f'{where}: missing "text" (the image\'s caption, a string)')
     path = (root / name).resolve()
     if os.path.commonpath([path, root]) != str(root):
         raise DataError(f"{where}: file_name {name!r} points outside the folder")
