@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genlab.diffusion import conditions, likelihood
+from genlab.diffusion import conditions
 from genlab.diffusion.denoiser import Denoiser
 from genlab.diffusion.guidance import ClassifierFreeGuidance
 from genlab.diffusion.objectives import DenoisingLoss
@@ -132,6 +132,7 @@ class Diffusion(GenerativeModel):
         """
         device = next(self.net.parameters()).device
         noise = torch.randn((n, *self.data_shape), generator=generator, device=device)
+        cond = conditions.resolve(cond, training=False)
         denoiser: Callable[..., Tensor] = self.denoiser
         if guidance is not None:
             if self.null_label is None:
@@ -154,7 +155,7 @@ class Diffusion(GenerativeModel):
     def log_prob(
         self,
         x: Tensor,
-        cond: Tensor | None = None,
+        cond: Any = None,
         *,
         ode: ODEOptions | None = None,
         sigma_min: float | None = None,
@@ -166,9 +167,11 @@ class Diffusion(GenerativeModel):
         and solver of `ode` (default: exact trace, dopri5); see
         `genlab.diffusion.likelihood.log_prob` for the approximations (x is taken as the state
         at sigma_min; the prior is N(0, sigma_max^2 I))."""
+        from genlab.diffusion import likelihood  # the ODE solvers load only when needed
+
         return likelihood.log_prob(
             self.denoiser, x,
             sigma_min=self.sigma_min if sigma_min is None else sigma_min,
             sigma_max=self.sigma_max if sigma_max is None else sigma_max,
-            cond=cond, ode=ode, generator=generator,
+            cond=conditions.resolve(cond, training=False), ode=ode, generator=generator,
         )  # fmt: skip
