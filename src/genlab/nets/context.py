@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["Context", "unpack_condition"]
+__all__ = ["ConditionedBackbone", "Context", "unpack_condition"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +124,41 @@ def unpack_condition(
     if context_mask is not None and context is None:
         raise ValueError(f"{name}: context_mask given without a context")
     return cond, context, context_mask, pooled
+
+
+class ConditionedBackbone:
+    """What the image backbones (UNet, DiT) share about conditions: reading `cond` and the
+    keyword inputs against their config's `context_dim` / `pooled_dim`, and the conditioning
+    vector time + class + pooled-vector embedding (Dhariwal & Nichol 2021, sec. 3; the
+    pooled text vector as in Podell et al. 2023, sec. 2.1). A mixin of `nn.Module`s that
+    define `config`, `time_embed`, `label_embed` and `pooled_embed`."""
+
+    config: Any
+    time_embed: nn.Module
+    label_embed: nn.Module | None
+    pooled_embed: nn.Module | None
+
+    def conditions(
+        self,
+        cond: Tensor | Context | None,
+        context: Tensor | None,
+        context_mask: Tensor | None,
+        pooled: Tensor | None,
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None]:
+        """(labels, context, context_mask, pooled), see `unpack_condition`."""
+        return unpack_condition(cond, context, context_mask, pooled, name=type(self).__name__,
+                                uses_tokens=self.config.context_dim is not None,
+                                uses_pooled=self.config.pooled_dim is not None)  # fmt: skip
+
+    def embed(self, t: Tensor, labels: Tensor | None, pooled: Tensor | None = None) -> Tensor:
+        """The time embedding plus the class embedding of `labels` plus the embedded `pooled`
+        vector, each when given. t: (B,) -> (B, E)."""
+        emb = self.time_embed(t)
+        if labels is not None:
+            if self.label_embed is None:
+                raise ValueError(f"class labels given to a {type(self).__name__} built without "
+                                 "num_classes")  # fmt: skip
+            emb = emb + self.label_embed(labels)
+        if pooled is not None and self.pooled_embed is not None:
+            emb = emb + self.pooled_embed(pooled)
+        return emb

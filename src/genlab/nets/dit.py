@@ -24,13 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.nets.configs import DiTConfig
-from genlab.nets.context import Context, unpack_condition
+from genlab.nets.context import ConditionedBackbone, Context
 from genlab.nets.layers import (
     Attention,
     LabelEmbedding,
     TimeEmbedding,
     VectorEmbedding,
-    add_condition_embeddings,
     maybe_checkpoint,
     modulate,
     zero_,
@@ -93,7 +92,7 @@ class DiTBlock(nn.Module):
         return x + gate_m[:, None] * self.mlp(modulate(self.norm2(x), shift_m, scale_m))
 
 
-class DiT(nn.Module):
+class DiT(nn.Module, ConditionedBackbone):
     """x (B, C, H, W), t (B,), cond (B,) long labels, a `Context` or None, *, context
     (B, L, Cctx), context_mask (B, L) bool, pooled (B, P) or None -> (B, C_out, H, W).
     Outputs exactly zero at initialisation (zero-initialised final adaLN modulation and
@@ -143,11 +142,6 @@ class DiT(nn.Module):
             return self.pos.to(like.dtype)
         return sincos_2d(self.config.hidden, grid_h, grid_w).to(like.device, like.dtype)
 
-    def embed(self, t: Tensor, cond: Tensor | None, pooled: Tensor | None) -> Tensor:
-        """The adaLN conditioning: time + label + pooled-vector embeddings. -> (B, D)."""
-        return add_condition_embeddings(self.time_embed(t), cond, self.label_embed, pooled,
-                                        self.pooled_embed, "DiT")  # fmt: skip
-
     def forward(
         self,
         x: Tensor,
@@ -159,10 +153,7 @@ class DiT(nn.Module):
         pooled: Tensor | None = None,
     ) -> Tensor:
         cfg, p = self.config, self.config.patch_size
-        cond, context, mask, pooled = unpack_condition(
-            cond, context, context_mask, pooled, name="DiT",
-            uses_tokens=cfg.context_dim is not None, uses_pooled=cfg.pooled_dim is not None,
-        )  # fmt: skip
+        cond, context, mask, pooled = self.conditions(cond, context, context_mask, pooled)
         b, _, height, width = x.shape
         x = F.pad(x, (0, -width % p, 0, -height % p))
         gh, gw = x.shape[-2] // p, x.shape[-1] // p

@@ -20,7 +20,6 @@ __all__ = [
     "LabelEmbedding",
     "TimeEmbedding",
     "VectorEmbedding",
-    "add_condition_embeddings",
     "maybe_checkpoint",
     "modulate",
     "norm_groups",
@@ -110,25 +109,6 @@ class VectorEmbedding(nn.Module):
 
     def forward(self, v: Tensor) -> Tensor:
         return self.mlp(v.to(self.mlp[0].weight.dtype))  # (B, dim)
-
-
-def add_condition_embeddings(
-    emb: Tensor,
-    labels: Tensor | None,
-    label_embed: nn.Module | None,
-    pooled: Tensor | None,
-    pooled_embed: nn.Module | None,
-    name: str,
-) -> Tensor:
-    """The time embedding `emb` (B, E) plus the class embedding of `labels` (Dhariwal & Nichol
-    2021, sec. 3) plus the embedded `pooled` vector, each when given. -> (B, E)."""
-    if labels is not None:
-        if label_embed is None:
-            raise ValueError(f"class labels given to a {name} built without num_classes")
-        emb = emb + label_embed(labels)
-    if pooled is not None and pooled_embed is not None:
-        emb = emb + pooled_embed(pooled)
-    return emb
 
 
 class Attention(nn.Module):

@@ -22,13 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.nets.configs import UNetConfig
-from genlab.nets.context import Context, unpack_condition
+from genlab.nets.context import ConditionedBackbone, Context
 from genlab.nets.layers import (
     Attention,
     LabelEmbedding,
     TimeEmbedding,
     VectorEmbedding,
-    add_condition_embeddings,
     maybe_checkpoint,
     norm_groups,
     zero_,
@@ -110,7 +109,7 @@ class Stage(nn.Module):
         return maybe_checkpoint(self._run, self.use_checkpoint, x, emb, context, mask, skip)
 
 
-class UNet(nn.Module):
+class UNet(nn.Module, ConditionedBackbone):
     """x (B, C, H, W), t (B,), cond (B,) long labels, a `Context` or None, *, context
     (B, L, Cctx), context_mask (B, L) bool, pooled (B, P) or None -> (B, C_out, H, W). The
     output convolution is zero-initialised, so the net outputs 0 at initialisation
@@ -164,12 +163,6 @@ class UNet(nn.Module):
         out_channels = cfg.out_channels if cfg.out_channels is not None else cfg.in_channels
         self.out_conv = zero_(nn.Conv2d(c, out_channels, 3, padding=1))
 
-    def embed(self, t: Tensor, cond: Tensor | None, pooled: Tensor | None = None) -> Tensor:
-        """Time embedding plus class embedding (Dhariwal & Nichol 2021, sec. 3) plus the
-        embedded pooled vector. -> (B, E)."""
-        return add_condition_embeddings(self.time_embed(t), cond, self.label_embed, pooled,
-                                        self.pooled_embed, "UNet")  # fmt: skip
-
     def forward(
         self,
         x: Tensor,
@@ -181,10 +174,7 @@ class UNet(nn.Module):
         pooled: Tensor | None = None,
     ) -> Tensor:
         cfg = self.config
-        cond, context, mask, pooled = unpack_condition(
-            cond, context, context_mask, pooled, name="UNet",
-            uses_tokens=cfg.context_dim is not None, uses_pooled=cfg.pooled_dim is not None,
-        )  # fmt: skip
+        cond, context, mask, pooled = self.conditions(cond, context, context_mask, pooled)
         height, width = x.shape[-2:]
         factor = 2 ** (len(cfg.channel_mult) - 1)
         pad_h, pad_w = -height % factor, -width % factor
