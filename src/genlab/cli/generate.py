@@ -75,16 +75,16 @@ def generate(
     import numpy as np
     import torch
 
-    from genlab.runs import draw, load_run, prompt_conditions, run_store
+    from genlab.runs import generate as generate_images
+    from genlab.runs import load_run, run_store
 
     torch.set_num_threads(threads)
     run = load_run(run_dir)
-    store = run_store(run.config, run_dir)
-    texts = [p for p in prompts for _ in range(n)]
-    cond, uncond = prompt_conditions(store, texts, guidance=guidance, negative=negative)
+    wanted = [*prompts, *([negative or ""] if guidance is not None else [])]
+    new = len(run_store(run.config, run_dir).missing(wanted))
     spec = sample_spec(run.config, sampler, nfe, schedule, guidance)
     seed = run.config.sample.seed if seed is None else seed
-    x = draw(run, len(texts), spec, seed=seed, cond=cond, uncond=uncond)
+    x = generate_images(run, prompts, n, spec, negative=negative, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npy":
         np.save(out, x.numpy())
@@ -92,6 +92,6 @@ def generate(
         from genlab.imagegrid import save_image_grid
 
         save_image_grid(x.clamp(-1, 1), out, nrow=n if len(prompts) > 1 else None)
-    encoder = f"encoded {store.encoded} new text(s)" if store.encoded else "all texts cached"
-    console.print(f"wrote {len(texts)} images to {out} ({encoder}; "
+    encoder = f"encoded {new} new text(s)" if new else "all texts cached"
+    console.print(f"wrote {x.shape[0]} images to {out} ({encoder}; "
                   f"{time.perf_counter() - start:.1f} s)")  # fmt: skip

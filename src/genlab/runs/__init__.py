@@ -29,6 +29,7 @@ _EXPORTS = {
     "SampleSpec": "genlab.runs.sampling",
     "draw": "genlab.runs.sampling",
     "eval_condition": "genlab.runs.sampling",
+    "generate": "genlab.runs.sampling",
     "sampling_record": "genlab.runs.sampling",
     "caption_conditions": "genlab.runs.text",
     "eval_prompts": "genlab.runs.text",
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from genlab.runs.sampling import SampleSpec as SampleSpec
     from genlab.runs.sampling import draw as draw
     from genlab.runs.sampling import eval_condition as eval_condition
+    from genlab.runs.sampling import generate as generate
     from genlab.runs.sampling import sampling_record as sampling_record
     from genlab.runs.text import caption_conditions as caption_conditions
     from genlab.runs.text import eval_prompts as eval_prompts

@@ -4,12 +4,13 @@ The family record (`genlab.families`) turns the options (`sampler`, `nfe`, `sche
 `guidance`; None means the run's default) into the keyword arguments of its model's
 `sample`, refusing options it does not have; the draws are deterministic from `seed`.
 `eval_condition` is what a run is evaluated on: the test split's class labels, or its
-prompts (held-out phrasings, test captions) for a text-conditioned run.
+prompts (held-out phrasings, test captions) for a text-conditioned run; `generate` draws a
+text-conditioned run's images for prompts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from genlab.runs.evaluate import test_labels
 from genlab.runs.run import Run
 from genlab.runs.text import eval_prompts, prompt_conditions, run_store
 
-__all__ = ["SampleSpec", "draw", "eval_condition", "sampling_record"]
+__all__ = ["SampleSpec", "draw", "eval_condition", "generate", "sampling_record"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,25 @@ def draw(
         kwargs["uncond"] = uncond
     generator = torch.Generator().manual_seed(seed)
     return run.model.sample(n, cond, generator=generator, **kwargs)
+
+
+@torch.no_grad()
+def generate(
+    run: Run,
+    prompts: Sequence[str],
+    n: int = 1,
+    spec: SampleSpec = SampleSpec(),
+    *,
+    negative: str | None = None,
+    seed: int = 0,
+) -> Tensor:
+    """n images per prompt of a text-conditioned run, (len(prompts) * n, *shape), prompt by
+    prompt, deterministic from `seed`. With `spec.guidance` the unconditional branch is the
+    empty prompt, or `negative`. Prompts go through the run's embedding cache."""
+    texts = [p for p in prompts for _ in range(n)]
+    store = run_store(run.config, run.run_dir)
+    cond, uncond = prompt_conditions(store, texts, guidance=spec.guidance, negative=negative)
+    return draw(run, len(texts), spec, seed=seed, cond=cond, uncond=uncond)
 
 
 def eval_condition(
