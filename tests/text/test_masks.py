@@ -103,6 +103,7 @@ def test_context_batching() -> None:
     assert both.tokens.shape == (3, 4, DIM) and both.mask.sum(1).tolist() == [2, 4, 3]
     assert torch.equal(both.tokens[2, :3], b.tokens[0]) and not both.mask[2, 3]
     assert torch.equal(both[2:].tokens[:, :3], b.tokens)
+    assert torch.equal(both[2:].trimmed().tokens, b.tokens)  # the unused padding column gone
     assert len(b.expand(5)) == 5 and torch.equal(b.expand(5).tokens[4], b.tokens[0])
     with pytest.raises(ValueError, match="at least one real token"):
         Context(a.tokens, torch.zeros_like(a.mask), a.pooled)

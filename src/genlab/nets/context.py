@@ -75,6 +75,11 @@ class Context:
         mask = torch.nn.functional.pad(self.mask, (0, extra), value=False)  # (B, length)
         return Context(tokens, mask, self.pooled)
 
+    def trimmed(self) -> Context:
+        """The same context without the padding columns that no row uses."""
+        length = int(self.mask.sum(1).max())
+        return Context(self.tokens[:, :length], self.mask[:, :length], self.pooled)
+
     @staticmethod
     def cat(contexts: Sequence[Context]) -> Context:
         """Contexts stacked along the batch, each padded to the longest."""

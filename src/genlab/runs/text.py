@@ -43,7 +43,7 @@ def caption_conditions(
     if data.captions is None:
         raise DataError("the data set has no captions (data.captions)")
     store = run_store(cfg, run_dir)
-    store.embed(list(data.test_prompts or ()))
+    store.embed([*data.captions.texts(), *(data.test_prompts or ())])  # one encoder pass
     table = store.table(data.captions.groups)
     return [None if g is None else Captions(g, table) for g in groups]
 
@@ -77,10 +77,4 @@ def prompt_conditions(
     both = store.context(texts)  # one pass: at most one encoder load
     cond = both[: len(prompts)]
     uncond = both[len(prompts) :] if guidance is not None else None
-    return _trimmed(cond), None if uncond is None else _trimmed(uncond)
-
-
-def _trimmed(context: Context) -> Context:
-    """The context without the padding columns no row uses."""
-    length = int(context.mask.sum(1).max())
-    return Context(context.tokens[:, :length], context.mask[:, :length], context.pooled)
+    return cond.trimmed(), None if uncond is None else uncond.trimmed()
