@@ -55,7 +55,7 @@ def scores(run: Run, spec: SampleSpec, n: int, w: float) -> dict[str, float]:
 
 def guidance_table(args: argparse.Namespace, text: Run, label: Run) -> None:
     spec = SampleSpec(args.sampler, args.nfe)
-    rows, best = [], (-1.0, 0.0, 0.0)
+    rows, cells = [], []
     for w in (float(v) for v in args.w.split(",")):
         t, c = scores(text, spec, args.n, w), scores(label, spec, args.n, w)
         rows.append([f"{w:g}", f"{t['accuracy']:.3f}", f"{t['fd']:.4g}", f"{t['fd_floor']:.4g}",
@@ -63,15 +63,19 @@ def guidance_table(args: argparse.Namespace, text: Run, label: Run) -> None:
                      f"{c['fd_ratio']:.2f}"])  # fmt: skip
         print(f"  w={w:g}: text acc {t['accuracy']:.3f} FD/floor {t['fd_ratio']:.2f}; "
               f"labels acc {c['accuracy']:.3f}", flush=True)  # fmt: skip
-        best = max(best, (t["accuracy"], w, t["fd_ratio"]))
+        cells.append((t["accuracy"], w, t["fd_ratio"]))
     head = ["w", "text acc", "text FD", "FD floor", "FD/floor", "label acc", "label FD",
             "FD/floor"]  # fmt: skip
     print_table(f"digits, ddpm, {args.sampler}@{args.nfe}, {args.n} samples vs 360 test "
                 "images; text prompts: held-out phrasings", head, rows)  # fmt: skip
-    acc, w, ratio = best
-    print(f"best text accuracy {acc:.3f} at w = {w:g} (target >= 0.95: "
-          f"{'met' if acc >= 0.95 else 'MISSED'}); FD/floor there {ratio:.2f} "
-          f"(target <= 3: {'met' if ratio <= 3 else 'MISSED'})")  # fmt: skip
+    within = [c for c in cells if c[2] <= 3.0]  # FD within 3x its class-matched floor
+    for what, (acc, w, ratio) in (
+        ("best accuracy", max(cells)),
+        ("best accuracy with FD/floor <= 3", max(within or cells)),
+    ):
+        print(f"{what}: text accuracy {acc:.3f} at w = {w:g} (target >= 0.95: "
+              f"{'met' if acc >= 0.95 else 'MISSED'}), FD/floor {ratio:.2f} (target <= 3: "
+              f"{'met' if ratio <= 3 else 'MISSED'})")  # fmt: skip
 
 
 def _timed(command: list[str]) -> float:

@@ -134,17 +134,16 @@ def _folder(cfg: DataConfig, generator: torch.Generator) -> Data:
 
 def _image_data(cfg: DataConfig, generator: torch.Generator) -> Data:
     """Digits or images from `cfg.path`; mirrored copies with `hflip`; class labels kept only
-    when asked (captioned digits keep the test labels of their prompts)."""
+    when asked, or by captioned digits (the digits their prompts ask for, and the classes
+    of a class-matched floor; the model is conditioned on captions alone)."""
     data = _digits(cfg) if cfg.name == registry.DIGITS else _folder(cfg, generator)
     if cfg.hflip:  # mirrored copies: random flips with p = 1/2, in expectation
         data.train = torch.cat([data.train, data.train.flip(-1)])
         for key in ("train_labels", "train_captions"):
             value = getattr(data, key)
             setattr(data, key, None if value is None else torch.cat([value, value]))
-    if not cfg.labels:
-        data.train_labels = None
-        if cfg.captions != registry.DIGIT_CAPTIONS:
-            data.test_labels = None
+    if not cfg.labels and cfg.captions != registry.DIGIT_CAPTIONS:
+        data.train_labels = data.test_labels = None
     digits = cfg.name == registry.DIGITS
     data.holdout = DIGITS_N_VAL if digits and not cfg.hflip else 0
     data.levels = cfg.levels
