@@ -2,9 +2,10 @@
 
 Bad input never shows a traceback: every `GenlabError` (and TOML, validation and OS errors
 on user files) is printed as one line on stderr and the exit status is 2; a diverged
-training run exits with 1, Ctrl-C with 130. Command modules (`genlab.cli.run`, `bench`,
-`tools`) register their commands on `app` / `bench_app` and import what they need (torch,
-the model code) inside the command, so that `genlab --help` and flag errors answer at once.
+training run exits with 1, Ctrl-C with 130. Command modules (`genlab.cli.run`,
+`generate`, `bench`, `tools`) register their commands on `app` / `bench_app` and import what
+they need (torch, the model code) inside the command, so that `genlab --help` and flag
+errors answer at once.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ _EXPORTS = {
     "split_holdout": "genlab.runs.data",
     "evaluate": "genlab.runs.evaluate",
     "evaluate_images": "genlab.runs.evaluate",
-    "test_labels": "genlab.runs.evaluate",
+    "test_labels": "genlab.runs.data",
     "CONFIG_FILE": "genlab.runs.record",
     "METRICS_FILE": "genlab.runs.record",
     "genlab_version": "genlab.runs.record",
@@ -44,9 +44,9 @@ if TYPE_CHECKING:
     from genlab.runs.data import gmm_ring as gmm_ring
     from genlab.runs.data import make_data as make_data
     from genlab.runs.data import split_holdout as split_holdout
+    from genlab.runs.data import test_labels as test_labels
     from genlab.runs.evaluate import evaluate as evaluate
     from genlab.runs.evaluate import evaluate_images as evaluate_images
-    from genlab.runs.evaluate import test_labels as test_labels
     from genlab.runs.record import CONFIG_FILE as CONFIG_FILE
     from genlab.runs.record import METRICS_FILE as METRICS_FILE
     from genlab.runs.record import genlab_version as genlab_version

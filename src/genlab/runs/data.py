@@ -25,7 +25,7 @@ from genlab.discrete import levels_to_grid
 from genlab.errors import DataError
 from genlab.text.captions import CaptionSet, digit_caption_set, digit_prompts
 
-__all__ = ["Data", "gmm_ring", "make_data", "split_holdout"]
+__all__ = ["Data", "gmm_ring", "make_data", "split_holdout", "test_labels"]
 
 
 def gmm_ring() -> GaussianMixture:
@@ -164,6 +164,14 @@ def split_holdout(
         return data.train, y, None, None
     return (data.train[:-h], None if y is None else y[:-h], data.train[-h:],
             None if y is None else y[-h:])  # fmt: skip
+
+
+def test_labels(data: Data, n: int) -> Tensor:
+    """n class labels in the proportions of the test split (its labels, cycled)."""
+    if data.test_labels is None:
+        raise DataError("the data set has no class labels")
+    reps = -(-n // data.test_labels.shape[0])
+    return data.test_labels.repeat(reps)[:n]
 
 
 def make_data(cfg: DataConfig) -> Data:

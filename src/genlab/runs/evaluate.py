@@ -14,7 +14,7 @@ from genlab.errors import DataError
 from genlab.eval.metrics import log_density_gap, sample_metrics, sliced_wasserstein
 from genlab.runs.data import Data
 
-__all__ = ["evaluate", "evaluate_images", "test_labels"]
+__all__ = ["evaluate", "evaluate_images"]
 
 def evaluate(samples: Tensor, data: Data, *, seed: int = 0) -> dict[str, float]:
     """Distances of `samples` to the held-out test split, next to their floor.
@@ -37,14 +37,6 @@ def evaluate(samples: Tensor, data: Data, *, seed: int = 0) -> dict[str, float]:
     if data.gmm is not None:
         metrics["log_density_gap"] = log_density_gap(samples, data.test, data.gmm.log_prob)
     return metrics
-
-
-def test_labels(data: Data, n: int) -> Tensor:
-    """n class labels in the proportions of the test split (its labels, cycled)."""
-    if data.test_labels is None:
-        raise DataError("the data set has no class labels")
-    reps = -(-n // data.test_labels.shape[0])
-    return data.test_labels.repeat(reps)[:n]
 
 
 def _real_like(data: Data, n: int, labels: Tensor | None, generator: torch.Generator) -> Tensor:

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.runs.data import Data
-from genlab.runs.evaluate import test_labels
+from genlab.runs.data import Data, test_labels
 from genlab.runs.run import Run
 from genlab.runs.text import eval_prompts, prompt_conditions, run_store
 

@@ -18,7 +18,7 @@ from torch import Tensor
 from genlab.config import RunConfig
 from genlab.errors import ConfigError, DataError
 from genlab.nets.context import Context
-from genlab.runs.data import Data
+from genlab.runs.data import Data, test_labels
 from genlab.text.store import EmbeddingStore
 from genlab.text.table import Captions
 
@@ -53,10 +53,8 @@ def eval_prompts(data: Data, n: int) -> tuple[list[str], Tensor | None]:
     each prompt asks for."""
     if not data.test_prompts:
         raise DataError("the data set has no test prompts (data.captions)")
-    reps = -(-n // len(data.test_prompts))
-    prompts = (list(data.test_prompts) * reps)[:n]
-    labels = None if data.test_labels is None else data.test_labels.repeat(reps)[:n]
-    return prompts, labels
+    prompts = [data.test_prompts[i % len(data.test_prompts)] for i in range(n)]
+    return prompts, None if data.test_labels is None else test_labels(data, n)
 
 
 def prompt_conditions(
