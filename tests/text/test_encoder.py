@@ -15,14 +15,11 @@ from genlab.text import encoder as encoder_module
 from genlab.text.encoder import ENCODERS, TextEncoder
 from genlab.text.store import EmbeddingStore
 
-# one worker loads the text encoder for every test that needs it (pytest --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("text-encoder")
-
 NAME = "all-MiniLM-L6-v2"
 TEXTS = ["a handwritten seven", "", "the number 7 in handwriting, drawn by hand", "8"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def encoder() -> TextEncoder:
     """Loaded with every socket refused: nothing may come from the network."""
     with no_network():

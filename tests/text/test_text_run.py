@@ -19,9 +19,6 @@ from genlab.runs.record import run_record
 from genlab.runs.text import STORE_FILE, run_store
 from genlab.text.captions import digit_caption_set
 
-# one worker loads the text encoder for every test that needs it (pytest --dist loadgroup)
-pytestmark = pytest.mark.xdist_group("text-encoder")
-
 CONFIG = {
     "data": {"name": "digits", "captions": "digits"},
     "model": {"preset": "ddpm"},
@@ -32,7 +29,7 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("text") / "run"
     train_run(RunConfig.from_dict(CONFIG), out, progress=False)
