@@ -14,8 +14,8 @@ _EXPORTS = {
     "gmm_ring": "genlab.runs.data",
     "make_data": "genlab.runs.data",
     "split_holdout": "genlab.runs.data",
-    "evaluate": "genlab.runs.evaluate",
-    "evaluate_images": "genlab.runs.evaluate",
+    "evaluate": "genlab.runs.quality",
+    "evaluate_images": "genlab.runs.quality",
     "test_labels": "genlab.runs.data",
     "CONFIG_FILE": "genlab.runs.record",
     "METRICS_FILE": "genlab.runs.record",
@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from genlab.runs.data import make_data as make_data
     from genlab.runs.data import split_holdout as split_holdout
     from genlab.runs.data import test_labels as test_labels
-    from genlab.runs.evaluate import evaluate as evaluate
-    from genlab.runs.evaluate import evaluate_images as evaluate_images
+    from genlab.runs.quality import evaluate as evaluate
+    from genlab.runs.quality import evaluate_images as evaluate_images
     from genlab.runs.record import CONFIG_FILE as CONFIG_FILE
     from genlab.runs.record import METRICS_FILE as METRICS_FILE
     from genlab.runs.record import genlab_version as genlab_version
