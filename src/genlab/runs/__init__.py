@@ -1,5 +1,5 @@
 """Runs: data and model built from a `RunConfig`, trained into a run directory, loaded back,
-sampled and evaluated (`data`, `record`, `run`, `sampling`, `evaluate`); the text side of a
+sampled and evaluated (`data`, `record`, `run`, `sampling`, `quality`); the text side of a
 text-conditioned run (`text`: its embedding cache, caption conditions and prompts).
 
 Names are imported on first use: `genlab.runs.record` (the run directory's config) loads
