@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genlab.errors import GenlabError, TrainingDiverged
 
@@ -59,14 +60,17 @@ def launch(argv: list[str], nproc: int, max_restarts: int, threads: int) -> tupl
     """Run `python -m genlab <argv>` on `nproc` local processes through torchrun's agent,
     restarting all of them up to `max_restarts` times after a failure.
 
-    Returns (exit status, message): (0, "") on success; otherwise the message names the
-    rank that failed first (a signal, e.g. SIGKILL, before an exit status), and the status
-    is 2 if every failed rank reported bad input (it printed its own line: no message), else 1.
+    Returns (exit status, message): (0, "") on success; (2, "") when rank 0 reported bad
+    input (it printed its own line); otherwise the message names the rank that failed first
+    (a signal such as SIGKILL before an exit status, SIGTERM from torchrun last) and the
+    status is 1 (2 if that rank reported bad input).
     """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
     os.environ["OMP_NUM_THREADS"] = str(threads)  # inherited by the workers
+    # a fresh store for every attempt: keys of a failed attempt must not reach a restarted one
+    os.environ["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # we report
     args = parse_args(["--standalone", f"--nproc-per-node={nproc}",
                        f"--max-restarts={max_restarts}", "--module", "genlab", *argv])  # fmt: skip
@@ -80,9 +84,9 @@ def launch(argv: list[str], nproc: int, max_restarts: int, threads: int) -> tupl
 def _failure(err: ChildFailedError, max_restarts: int) -> tuple[int, str]:
     """(exit status, one line) of a failed job."""
     failures = err.failures
-    if all(f.exitcode == 2 for f in failures.values()):
-        return 2, ""
-    rank, first = min(failures.items(), key=lambda kv: (kv[1].exitcode >= 0, kv[1].timestamp))
+    if 0 in failures and failures[0].exitcode == 2:
+        return 2, ""  # bad input: rank 0 printed its line
+    rank, first = min(failures.items(), key=_root_cause)
     if first.exitcode < 0:
         what = f"was killed by {first.signal_name()}"
     else:
@@ -92,7 +96,15 @@ def _failure(err: ChildFailedError, max_restarts: int) -> tuple[int, str]:
         message = message.get("message", "")
     detail = f" ({message})" if first.exitcode >= 0 and message else ""
     tries = f" after {max_restarts} restart(s)" if max_restarts else ""
-    return 1, f"error: training stopped{tries}: rank {rank} (pid {first.pid}) {what}{detail}"
+    status = 2 if first.exitcode == 2 else 1
+    return status, f"error: training stopped{tries}: rank {rank} (pid {first.pid}) {what}{detail}"
+
+
+def _root_cause(item: tuple[int, Any]) -> tuple[bool, bool, int, int]:
+    """Sort key of (rank, failure): killed by a signal first, then exit statuses, and last
+    SIGTERM, which torchrun sends the other workers when one failed; then by time."""
+    rank, failure = item
+    return (failure.exitcode == -signal.SIGTERM, failure.exitcode >= 0, failure.timestamp, rank)
 
 
 def train_worker(
@@ -111,21 +123,21 @@ def train_worker(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    with process_group() as (world, device):
-        try:
+    rank = int(os.environ["RANK"])
+    try:
+        with process_group() as (world, device):
             result, _ = train_run(cfg, run_dir, resume=resume or restart_count() > 0,
                                   device=device)  # fmt: skip
-        except GenlabError as err:
-            _record(err)
-            if world.is_main:
-                raise
-            raise SystemExit(1 if isinstance(err, TrainingDiverged) else 2) from None
-        except Exception as err:
-            _record(err)
-            first = (str(err).strip().splitlines() or [""])[0]
-            print(f"[rank {world.rank}] training stopped: {type(err).__name__}: {first}",
-                  file=sys.stderr)  # fmt: skip
-            raise SystemExit(1) from None
+    except GenlabError as err:
+        _record(err)
+        if rank == 0:
+            raise
+        raise SystemExit(1 if isinstance(err, TrainingDiverged) else 2) from None
+    except Exception as err:
+        _record(err)
+        first = (str(err).strip().splitlines() or [""])[0]
+        print(f"[rank {rank}] training stopped: {type(err).__name__}: {first}", file=sys.stderr)
+        raise SystemExit(1) from None
     return result if world.is_main else None
 
 
