@@ -170,8 +170,7 @@ def iter_train(
     """
     if cond is not None and cond.shape[0] != data.shape[0]:
         raise ValueError(f"cond has {cond.shape[0]} rows but data has {data.shape[0]}")
-    if cfg.shards > 1 or parallel is not None:
-        resolve_shards(cfg, None, (parallel or Parallel()).world)  # raises if they cannot split
+    cfg = resolve_shards(cfg, None, (parallel or Parallel()).world)  # 0: one per process
     batches = EpochBatches(data.shape[0], cfg.batch_size, cfg.seed, data.device)
     state.model.train()
     while state.step < cfg.steps:
