@@ -142,9 +142,15 @@ def train_worker(
 
 
 def _record(err: BaseException) -> None:
-    """Write `err` to the error file torchrun reads (when it gave one)."""
+    """Write `err` to the error file torchrun reads (when it gave one). SIGTERM, which
+    torchrun sends the other workers once one failed, waits until the file is complete:
+    torchrun cannot read a file cut short."""
     if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
         return
     from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
 
-    ErrorHandler().record_exception(err)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        ErrorHandler().record_exception(err)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
