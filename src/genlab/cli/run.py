@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from genlab.config import RunConfig
     from genlab.runs import Run, SampleSpec
+    from genlab.train import TrainResult
 
 SAMPLE_SUFFIXES = (".npy", ".png")
 
@@ -35,20 +37,81 @@ def train(
     out: Annotated[
         Path | None, typer.Option("--out", help="Run directory (default runs/<config stem>).")
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option("--nproc", min=1, help="Data-parallel processes on this machine, started "
+                     "through torchrun (gloo on CPU, NCCL on GPUs)."),
+    ] = None,  # fmt: skip
+    max_restarts: Annotated[
+        int,
+        typer.Option("--max-restarts", min=0, help="Restart the processes this often after a "
+                     "failure; they resume from the last checkpoint."),
+    ] = 0,  # fmt: skip
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Intra-op CPU threads per process (default: "
+                     "torch's; with --nproc N, the cores / N)."),
+    ] = None,  # fmt: skip
 ) -> None:
     """Train a model from a TOML config into a run directory."""
     from genlab.config import load_config
 
     cfg = load_config(config, set_ or [])  # mistakes are reported before torch loads
-    from genlab.runs import train_run
+    from genlab.runs import launch
+    from genlab.train.distributed import torchrun_env
 
     run_dir = out if out is not None else Path("runs") / config.stem
-    result, _ = train_run(cfg, run_dir, resume=resume)
-    loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
-    console.print(
-        f"trained {result.steps} steps (final loss {loss}, {result.elapsed:.1f} s); "
-        f"checkpoint {result.checkpoint}"
-    )
+    if torchrun_env():  # one rank of a job torchrun started
+        if nproc is not None:
+            raise ConfigError("--nproc: this process was started by torchrun already")
+        result = launch.train_worker(cfg, run_dir, resume=resume, threads=threads)
+    elif (nproc or 1) > 1 or max_restarts > 0:
+        _launch(cfg, config, set_ or [], run_dir, resume=resume, nproc=nproc or 1,
+                max_restarts=max_restarts, threads=threads)  # fmt: skip
+        return  # rank 0 printed the summary
+    else:
+        result = _train_here(cfg, run_dir, resume, threads)
+    if result is not None:
+        loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
+        console.print(
+            f"trained {result.steps} steps (final loss {loss}, {result.elapsed:.1f} s); "
+            f"checkpoint {result.checkpoint}"
+        )
+
+
+def _train_here(cfg: RunConfig, run_dir: Path, resume: bool, threads: int | None) -> TrainResult:
+    """Train in this process (`--threads`: torch's intra-op threads)."""
+    from genlab.runs import train_run
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return train_run(cfg, run_dir, resume=resume)[0]
+
+
+def _launch(
+    cfg: RunConfig,
+    config: Path,
+    sets: list[str],
+    run_dir: Path,
+    *,
+    resume: bool,
+    nproc: int,
+    max_restarts: int,
+    threads: int | None,
+) -> None:
+    """Train on `nproc` processes through torchrun; a failure exits with its status and line."""
+    from genlab.runs import launch
+
+    launch.check_launch(cfg, run_dir, resume, nproc)
+    per_worker = launch.worker_threads(nproc, threads)
+    worker = launch.worker_argv(config, sets, run_dir, resume, per_worker)
+    status, message = launch.launch(worker, nproc, max_restarts, per_worker)
+    if status:
+        if message:
+            print(message, file=sys.stderr)
+        raise typer.Exit(status)
 
 
 # ----------------------------------------------------------------------------- sample

@@ -44,8 +44,10 @@ def train_run(
     resume: bool = False,
     progress: bool | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[TrainResult, Data]:
-    """Build data and model from `cfg` and train into `run_dir` (see `genlab.train.fit`).
+    """Build data and model from `cfg` and train into `run_dir` on `device` (see
+    `genlab.train.fit`; in every process of a torch.distributed job, data-parallel).
 
     A family built on another run completes the config first (`Family.prepare`), so that
     the run directory records everything needed to rebuild the model. `on_log` receives
@@ -72,7 +74,7 @@ def train_run(
         val_fn = _nll_score(cfg)
     result = fit(model, train, train_cfg, run_dir, cond=train_y, val_data=val, val_cond=val_y,
                  val_fn=val_fn, run_config=run_record(cfg, data.shape), resume=resume,
-                 on_log=on_log)  # fmt: skip
+                 on_log=on_log, device=device)  # fmt: skip
     return result, data
 
 

@@ -6,7 +6,8 @@ pydantic's `ValidationError` naming the field, an unknown field too (`extra="for
 It is frozen: derive a changed copy with `cfg.model_copy(update={...})`.
 
 TOML has no None, so `grad_clip = 0` turns clipping off. Checkpoints of older versions saved
-`grad_clip = None` for that; `normalize_saved` reads it as 0.
+`grad_clip = None` for that, and no `shards` (they trained with one stream per step);
+`normalize_saved` reads them as 0 and 1.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from genlab.errors import ConfigError
 
 
 class TrainConfig(BaseModel):
-    """Optimisation settings. `batch_size` is per micro-batch; a step sees grad_accum of them."""
+    """Optimisation settings. `batch_size` is per micro-batch; a step sees grad_accum of them.
+
+    `batch_size` counts the examples of a micro-batch over all processes of a data-parallel
+    run: each of N processes takes `batch_size / N` of them. `shards` cuts every micro-batch
+    into that many equal slices, each drawing its noise from its own stream; N processes
+    take `shards / N` slices each, so the trajectory depends on `shards`, not on N
+    (`genlab.train.distributed`). 0 means the number of processes at the start of the run
+    (1 for a single process: one stream per step, as without sharding).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -36,6 +45,7 @@ class TrainConfig(BaseModel):
     ema_decay: float = Field(0.999, ge=0, lt=1)
     bf16: bool = False  # torch.autocast(device, dtype=bfloat16) around the loss
     seed: int = Field(0, ge=0)
+    shards: int = Field(0, ge=0)  # slices of every micro-batch with their own noise; 0 = auto
     checkpoint_every: int = Field(500, ge=1)
     log_every: int = Field(50, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
@@ -83,7 +93,10 @@ class TrainConfig(BaseModel):
 
 
 def normalize_saved(values: dict[str, Any]) -> dict[str, Any]:
-    """A saved `train_config` dict as this version spells it: grad_clip None becomes 0.0."""
+    """A saved `train_config` dict as this version spells it: grad_clip None becomes 0.0;
+    a checkpoint from before sharding trained with shards = 1."""
     if "grad_clip" in values and values["grad_clip"] is None:
-        return {**values, "grad_clip": 0.0}
+        values = {**values, "grad_clip": 0.0}
+    if "shards" not in values:
+        values = {**values, "shards": 1}
     return values

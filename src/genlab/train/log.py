@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from torch import Tensor
 
@@ -28,22 +28,29 @@ class MetricsLog:
 
     It also keeps the log window: the summed loss and the number of steps since the last
     log line, and the time of the last step (`fit` accumulates elapsed time from it).
+    With `path` None (the ranks other than 0 of a data-parallel run) nothing is written.
     """
 
-    def __init__(self, path: Path, step: int, on_log: Callable[[dict], None] | None) -> None:
+    def __init__(
+        self, path: Path | None, step: int, on_log: Callable[[dict], None] | None
+    ) -> None:
         self.path, self.on_log = path, on_log
-        _truncate_metrics(path, step)
+        self.file: TextIO | None = None
+        if path is not None:
+            _truncate_metrics(path, step)
         self.window_loss: Tensor | float = 0.0
         self.window_steps = 0
         self.last_time = self.window_start = time.perf_counter()
         self.bar_fields: dict[str, str] = {}
 
     def __enter__(self) -> MetricsLog:
-        self.file = open(self.path, "a")
+        if self.path is not None:
+            self.file = open(self.path, "a")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
     def log(self, info: StepInfo, elapsed: float, val: dict[str, Any] | None = None) -> float:
         """Write the line of a log step, reset the window and return its mean loss."""
@@ -68,8 +75,9 @@ class MetricsLog:
             self.on_log(record)
 
     def _write(self, record: dict[str, Any]) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -88,9 +96,9 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(cfg: TrainConfig, start: int) -> Iterator[Any]:
+def progress_bar(cfg: TrainConfig, start: int, *, enabled: bool = True) -> Iterator[Any]:
     """A rich progress bar (task id 0), or None when disabled or stdout is not a terminal."""
-    if not (cfg.progress and sys.stdout.isatty()):
+    if not (enabled and cfg.progress and sys.stdout.isatty()):
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

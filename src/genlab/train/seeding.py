@@ -5,9 +5,17 @@ Determinism without saved RNG state: every optimizer step starts with
 `torch.manual_seed` would), so the model's own noise draws depend only on (seed, step);
 batches come from a per-epoch permutation seeded by (seed, epoch).
 A run resumed from a checkpoint is therefore bit-identical to an uninterrupted one.
+
+Sharded runs (`TrainConfig.shards` S > 1, e.g. data-parallel ones) cut each micro-batch into
+S equal contiguous slices and seed the generators before each slice's loss from
+(seed, global slice number) instead (`shard_seed`), so the noise an example sees depends on
+its position in the global batch, never on which process computes it.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -33,6 +41,31 @@ def seed_step(seed: int, device: torch.device) -> None:
     torch.default_generator.manual_seed(seed)
     if device.type != "cpu":
         torch.get_device_module(device.type).manual_seed_all(seed)
+
+
+def shard_seed(seed: int, micro: int, shards: int, shard: int) -> int:
+    """Seed of slice `shard` of micro-batch `micro` (counted over the whole run) of a run with
+    `shards` slices per micro-batch: one stream per (seed, micro, shard)."""
+    return derive_seed(seed, "shard", micro * shards + shard)
+
+
+def shard_slices(indices: Tensor, shards: int, local: range) -> list[tuple[int, Tensor]]:
+    """(shard, its example indices) for the shards in `local`: the micro-batch `indices`
+    (b,) cut into `shards` equal contiguous slices of b / shards examples."""
+    size = indices.shape[0] // shards
+    return [(s, indices[s * size : (s + 1) * size]) for s in local]
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device) -> Iterator[None]:
+    """Restore the global CPU (and `device`'s) generator states on exit."""
+    if device.type == "cpu":
+        with torch.random.fork_rng(devices=[]):
+            yield
+        return
+    count = torch.get_device_module(device.type).device_count()
+    with torch.random.fork_rng(devices=list(range(count)), device_type=device.type):
+        yield
 
 
 class EpochBatches:

@@ -23,7 +23,7 @@ from genlab.train.ema import EMA
 # fields that change the trajectory: a resumed run must use the same values
 _TRAJECTORY_FIELDS = (
     "batch_size", "lr", "weight_decay", "betas", "warmup_steps", "grad_clip", "grad_accum",
-    "ema_decay", "bf16", "seed", "val_fraction",
+    "ema_decay", "bf16", "seed", "val_fraction", "shards",
 )  # fmt: skip
 # fields that change the meaning of the saved validation bookkeeping
 _VALIDATION_FIELDS = ("val_every", "val_seed", "val_use_ema")
@@ -59,9 +59,12 @@ class TrainState:
                 "elapsed": self.elapsed, "train_seconds": self.train_seconds,
                 "train_config": cfg.to_dict(), "validation": validation}  # fmt: skip
 
-    def restore(self, ckpt_dir: Path, cfg: TrainConfig) -> None:
-        """Load weights, EMA and optimizer state from a checkpoint directory."""
-        saved = ckpt.read_trainer_state(ckpt_dir)
+    def restore(
+        self, ckpt_dir: Path, cfg: TrainConfig, saved: dict[str, Any] | None = None
+    ) -> None:
+        """Load weights, EMA and optimizer state from a checkpoint directory (`saved`: its
+        trainer state, if already read)."""
+        saved = ckpt.read_trainer_state(ckpt_dir) if saved is None else saved
         _check_same_trajectory(saved.get("train_config", {}), cfg, ckpt_dir)
         self.load_weights(ckpt_dir)
         self.optimizer.load_state_dict(saved["optimizer"])

@@ -12,8 +12,7 @@ state, so resume stays exact.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +21,7 @@ from genlab.errors import ConfigError
 from genlab.train.config import TrainConfig
 from genlab.train.ema import EMA
 from genlab.train.loop import per_example_loss
-from genlab.train.seeding import derive_seed, seed_step
+from genlab.train.seeding import derive_seed, preserved_rng, seed_step
 
 
 def split_validation(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
@@ -67,18 +66,6 @@ def carve_validation(
     return data, cond, val_data, val_cond
 
 
-@contextlib.contextmanager
-def _preserved_rng(device: torch.device) -> Iterator[None]:
-    """Restore the global CPU (and `device`'s) generator states on exit."""
-    if device.type == "cpu":
-        with torch.random.fork_rng(devices=[]):
-            yield
-        return
-    count = torch.get_device_module(device.type).device_count()
-    with torch.random.fork_rng(devices=list(range(count)), device_type=device.type):
-        yield
-
-
 @torch.no_grad()
 def validation_score(
     model: nn.Module,
@@ -101,7 +88,7 @@ def validation_score(
     """
     training = model.training
     backup = None
-    with _preserved_rng(val_data.device):
+    with preserved_rng(val_data.device):
         try:
             if ema is not None:
                 backup = {k: v.detach().clone() for k, v in model.state_dict().items()}
