@@ -64,6 +64,33 @@ def _labels(cond: Tensor | None, x: Tensor, missing: str) -> Tensor:
     return cond
 
 
+def _null_condition(null: Any, cond: Any) -> Any:
+    """The null condition for the batch of ``cond``: a tensor of one example's condition
+    (e.g. the empty-prompt embedding (L, E)) expanded over the batch, a full (B, ...) tensor
+    as it is, or a dict of those matched key by key to a dict ``cond``."""
+    if isinstance(null, dict) and isinstance(cond, dict):
+        if set(null) != set(cond):
+            raise ValueError(f"cond has keys {sorted(cond)}, the null condition {sorted(null)}")
+        return {k: _null_condition(v, cond[k]) for k, v in null.items()}
+    if not isinstance(null, Tensor) or not isinstance(cond, Tensor):
+        raise ValueError("the null condition and cond must both be tensors or both dicts")
+    if null.shape == cond.shape:
+        return null.to(cond.device)
+    if null.shape == cond.shape[1:]:
+        return null.to(cond.device).expand(cond.shape)
+    raise ValueError(
+        f"the null condition has shape {tuple(null.shape)}; cond has shape "
+        f"{tuple(cond.shape)} (pass one example's condition or a full batch)"
+    )
+
+
+def _cat_conditions(a: Any, b: Any) -> Any:
+    """Conditions of two batches as one (tensors concatenated along the batch, dicts per key)."""
+    if isinstance(a, dict):
+        return {k: _cat_conditions(a[k], b[k]) for k in a}
+    return torch.cat([a, b])
+
+
 def _pass_through_range(wrapper: Any, denoiser: DenoiserLike) -> None:
     """Copy the wrapped denoiser's default sampling range, when it states one."""
     wrapper.sigma_min = getattr(denoiser, "sigma_min", None)
@@ -84,15 +111,20 @@ class ClassifierFreeGuidance:
     how NFE budgets count it).
 
     Args:
-        denoiser: ``D(x, sigma, cond) -> x0_hat`` taking (B,) long labels as ``cond``.
+        denoiser: ``D(x, sigma, cond) -> x0_hat``.
         scale: the guidance weight w (a float; any real value, w > 1 sharpens).
-        null_label: the label meaning "no class".
+        null_label: the label meaning "no class", with ``cond`` (B,) long labels; or the null
+            condition of any other conditioning (a tensor such as the empty-prompt embedding
+            of a text-conditional model, of one example's shape or the batch's, or a dict
+            of such tensors for a dict ``cond``; see ``genlab.adapters.diffusers``).
     """
 
-    def __init__(self, denoiser: DenoiserLike, scale: float, null_label: int) -> None:
+    def __init__(
+        self, denoiser: DenoiserLike, scale: float, null_label: int | Tensor | dict[str, Tensor]
+    ) -> None:
         self.denoiser = denoiser
         self.scale = float(scale)
-        self.null_label = int(null_label)
+        self.null_label = null_label if isinstance(null_label, Tensor | dict) else int(null_label)
         self.sigma_min: float | None
         self.sigma_max: float | None
         _pass_through_range(self, denoiser)
@@ -102,16 +134,24 @@ class ClassifierFreeGuidance:
         """Batch multiplier of one guided call: 1 for w in {0, 1}, else 2."""
         return 1 if self.scale in (0.0, 1.0) else 2
 
-    def __call__(self, x: Tensor, sigma: Tensor | float, cond: Tensor | None = None) -> Tensor:
-        cond = _labels(cond, x, "classifier-free guidance needs class labels")
+    def _conditions(self, cond: Any, x: Tensor) -> tuple[Any, Any]:
+        """(cond, null condition) for the batch x."""
+        if isinstance(self.null_label, int):
+            cond = _labels(cond, x, "classifier-free guidance needs class labels")
+            return cond, torch.full_like(cond, self.null_label)  # (B,)
+        if cond is None:
+            raise ValueError("classifier-free guidance needs a condition: pass cond")
+        return cond, _null_condition(self.null_label, cond)
+
+    def __call__(self, x: Tensor, sigma: Tensor | float, cond: Any = None) -> Tensor:
+        cond, null = self._conditions(cond, x)
         sigma = _sigma_vector(sigma, x)
-        null = torch.full_like(cond, self.null_label)  # (B,)
         if self.scale == 1.0:
             return self.denoiser(x, sigma, cond)
         if self.scale == 0.0:
             return self.denoiser(x, sigma, null)
         both = self.denoiser(
-            torch.cat([x, x]), torch.cat([sigma, sigma]), torch.cat([cond, null])
+            torch.cat([x, x]), torch.cat([sigma, sigma]), _cat_conditions(cond, null)
         )  # (2B, ...)
         d_cond, d_uncond = both.chunk(2)  # (B, ...) each
         return d_uncond + self.scale * (d_cond - d_uncond)
