@@ -11,7 +11,7 @@ STAMP := $(VENV)/.genlab-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(GENLAB_TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,text]"
+	$(BIN)/python -m pip install -q -e ".[dev,text,diffusers]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -122,6 +122,34 @@ def test_wrappers_pass_range_through_and_need_cond() -> None:
             wrapper(x, torch.ones(4, dtype=torch.float64))
 
 
+def _shifted_gaussian(x: Tensor, sigma: Tensor, cond: Tensor | dict) -> Tensor:
+    """Exact denoiser of N(mu, I) data, mu = cond (B, D) or cond["mean"]:
+    D = (x + sigma^2 mu) / (1 + sigma^2)."""
+    mu = cond["mean"] if isinstance(cond, dict) else cond
+    s2 = sigma.view(-1, 1) ** 2
+    return (x + s2 * mu) / (1 + s2)
+
+
+def test_cfg_with_a_null_condition_tensor() -> None:
+    """With null condition mu = 0 the guided denoiser of N(mu, I) is exactly the denoiser of
+    N(w mu, I), whether the null is one example's condition, a full batch or a dict."""
+    x, mu = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    s, w = torch.linspace(0.1, 4.0, 5, dtype=torch.float64), 2.5
+    want = _shifted_gaussian(x, s, w * mu)
+    for null, cond in [(torch.zeros(3), mu), (torch.zeros(5, 3), mu),
+                       ({"mean": torch.zeros(3)}, {"mean": mu})]:  # fmt: skip
+        guided = ClassifierFreeGuidance(_shifted_gaussian, w, uncond=null)
+        torch.testing.assert_close(guided(x, s, cond), want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="a condition of 2 rows cannot serve a batch of 5"):
+        ClassifierFreeGuidance(_shifted_gaussian, w, uncond=torch.zeros(2))(x, s, mu)
+    with pytest.raises(ValueError, match="condition keys"):
+        ClassifierFreeGuidance(_shifted_gaussian, w, uncond={"m": torch.zeros(3)})(
+            x, s, {"mean": mu}
+        )
+    with pytest.raises(ValueError, match="needs a condition"):
+        ClassifierFreeGuidance(_shifted_gaussian, w, uncond=torch.zeros(3))(x, s)
+
+
 def _posterior_mean(mix: LabelledMixtures, x: Tensor, target: int) -> float:
     """Mean exact posterior probability of ``target`` at a small noise level."""
     return float(_bayes(mix)(x.double(), 1e-3)[:, target].exp().mean())

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from genlab.diffusion.paths import PATHS, DDPMPath, NoisePath, ddpm_alphas_cumprod
+from genlab.diffusion.paths import (
+    PATHS,
+    DDPMPath,
+    NoisePath,
+    TabulatedDDPMPath,
+    ddpm_alphas_cumprod,
+)
 
 ALL_PATHS = [cls() for cls in PATHS.values()] + [
     DDPMPath(schedule="scaled_linear"),
@@ -87,3 +93,29 @@ def test_vp_matches_song_et_al_closed_form() -> None:
 def test_unknown_ddpm_schedule_names_the_allowed_ones() -> None:
     with pytest.raises(ValueError, match="linear, scaled_linear, cosine"):
         DDPMPath(schedule="quadratic")
+
+
+def test_tabulated_path_is_the_named_one_on_its_table() -> None:
+    """A DDPM path over a given table is the named schedule's path when given its table."""
+    named = DDPMPath(schedule="scaled_linear", num_steps=200)
+    table = TabulatedDDPMPath(table=tuple(named.alphas_cumprod.tolist()), time_input="continuous")
+    t = torch.linspace(0, 199, 97, dtype=torch.float64)
+    assert table.num_steps == 200 and torch.equal(table.noise_levels, named.noise_levels)
+    for a, b in zip(vars(table.coefs(t)).values(), vars(named.coefs(t)).values(), strict=True):
+        assert torch.equal(a, b)
+    s = named.noise_levels
+    assert torch.equal(table.t_from_noise(s), named.t_from_noise(s))
+
+
+def test_tabulated_path_time_input_and_errors() -> None:
+    t = torch.tensor([3.0, 2.9995, 4.4, 4.6], dtype=torch.float64)
+    abar = (0.9, 0.7, 0.5, 0.3, 0.1, 0.05)
+    nearest = TabulatedDDPMPath(table=abar).net_time(t).tolist()
+    assert nearest == [3.0, 3.0, 4.4, 4.6]
+    assert TabulatedDDPMPath(table=abar, time_input="round").net_time(t).tolist() == [3, 3, 4, 5]
+    with pytest.raises(ValueError, match="decrease strictly"):
+        TabulatedDDPMPath(table=(0.9, 0.95))
+    with pytest.raises(ValueError, match="lie in"):
+        TabulatedDDPMPath(table=(1.0, 0.5))
+    with pytest.raises(ValueError, match="allowed: continuous, nearest, round"):
+        TabulatedDDPMPath(table=abar, time_input="floor")

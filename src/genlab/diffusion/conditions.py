@@ -13,8 +13,9 @@ of cached text embeddings, which the trainer indexes like a tensor):
   (label / caption dropout of Ho & Salimans 2022, Alg. 1), and ``c.resolve(training)``:
   the value the network takes (a random caption of each group while training).
 
-Label tensors get the same operations from torch, so guidance and the model's loss have one
-implementation for every kind of condition.
+Tensors (labels, embeddings) get the same operations from torch, and a dict of conditions
+(the keyword arguments of a foreign network, e.g. a diffusers UNet) gets them key by key, so
+guidance and the model's loss have one implementation for every kind of condition.
 """
 
 from __future__ import annotations
@@ -24,16 +25,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["batch_size", "concat", "drop", "expand", "resolve"]
+__all__ = ["batch_size", "concat", "drop", "expand", "expand_like", "resolve"]
 
 
 def batch_size(cond: Any) -> int:
     """The number of examples a condition holds."""
+    if isinstance(cond, dict):
+        return batch_size(next(iter(cond.values())))
     return int(cond.shape[0]) if isinstance(cond, Tensor) else len(cond)
 
 
 def concat(a: Any, b: Any) -> Any:
     """Two conditions of one kind stacked along the batch (a first)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            raise ValueError(f"conditions with keys {sorted(a)} and {sorted(b)} do not batch")
+        return {k: concat(a[k], b[k]) for k in a}
     if isinstance(a, Tensor):
         return torch.cat([a, torch.as_tensor(b, device=a.device)])
     if type(a) is not type(b):
@@ -49,6 +56,21 @@ def expand(cond: Any, n: int) -> Any:
             raise ValueError(f"a condition of {cond.shape[0]} rows cannot serve a batch of {n}")
         return cond.expand(n, *cond.shape[1:])
     return cond.expand(n)
+
+
+def expand_like(cond: Any, like: Any) -> Any:
+    """`cond` for the batch of `like` (same kind): itself, its single row repeated, or, for a
+    tensor of one example's shape (like.shape[1:]), that example repeated; dicts key by key."""
+    if isinstance(cond, dict) and isinstance(like, dict):
+        if set(cond) != set(like):
+            raise ValueError(f"condition keys {sorted(cond)} differ from {sorted(like)}")
+        return {k: expand_like(cond[k], like[k]) for k in like}
+    n = batch_size(like)
+    if isinstance(cond, Tensor) and isinstance(like, Tensor):
+        cond = cond.to(like.device)
+        if cond.shape == like.shape[1:]:
+            cond = cond.unsqueeze(0)
+    return expand(cond, n)
 
 
 def drop(cond: Any, mask: Tensor, null: int) -> Any:

@@ -96,7 +96,10 @@ class ClassifierFreeGuidance:
             ``cond``.
         scale: the guidance weight w (a float; any real value, w > 1 sharpens).
         null_label: the label meaning "no class" (label conditions).
-        uncond: the unconditional condition itself, 1 or B rows (instead of `null_label`).
+        uncond: the unconditional condition itself (instead of `null_label`): of the kind of
+            `cond`, with 1 or B rows, or one example's tensor (e.g. the empty-prompt
+            embedding (L, E) of a model taking (B, L, E)); a dict of those for a dict `cond`
+            (e.g. the keyword arguments of a diffusers UNet, `genlab.adapters.diffusers`).
     """
 
     def __init__(
@@ -128,14 +131,13 @@ class ClassifierFreeGuidance:
         if cond is None:
             raise ValueError("classifier-free guidance needs a condition: pass cond (class "
                              "labels (B,) or a context)")  # fmt: skip
-        if isinstance(cond, Tensor) or self.uncond is None:
+        if self.uncond is None:
             cond = _labels(cond, x, "classifier-free guidance with a null label needs labels")
-        elif conditions.batch_size(cond) != x.shape[0]:
+            return cond, torch.full_like(cond, self.null_label)  # (B,)
+        if conditions.batch_size(cond) != x.shape[0]:
             raise ValueError(f"cond has {conditions.batch_size(cond)} rows for a batch of "
                              f"{x.shape[0]}")  # fmt: skip
-        if self.uncond is None:
-            return cond, torch.full_like(cond, self.null_label)  # (B,)
-        return cond, conditions.expand(self.uncond, x.shape[0])
+        return cond, conditions.expand_like(self.uncond, cond)
 
     def __call__(self, x: Tensor, sigma: Tensor | float, cond: Any = None) -> Tensor:
         cond, uncond = self.branches(cond, x)

@@ -270,7 +270,10 @@ class DDPMPath(NoisePath):
     _log_s: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        abar = ddpm_alphas_cumprod(self.schedule, self.num_steps)
+        self._tabulate(ddpm_alphas_cumprod(self.schedule, self.num_steps))
+
+    def _tabulate(self, abar: Tensor) -> None:
+        """Store abar_k (float64, (K,)) and the noise levels s_k = sqrt((1 - abar_k) / abar_k)."""
         s = torch.sqrt((1.0 - abar) / abar)
         object.__setattr__(self, "alphas_cumprod", abar)
         object.__setattr__(self, "noise_levels", s)
@@ -302,6 +305,51 @@ class DDPMPath(NoisePath):
         k = torch.clamp(torch.searchsorted(log_s, ls.contiguous()) - 1, 0, self.num_steps - 2)
         frac = (ls - log_s[k]) / (log_s[k + 1] - log_s[k])
         return torch.clamp(k.to(s.dtype) + frac, 0.0, float(self.num_steps - 1))
+
+
+TIME_INPUTS = ("continuous", "nearest", "round")
+
+
+@dataclass(frozen=True)
+class TabulatedDDPMPath(DDPMPath):
+    """A discrete DDPM path over a given table abar_0 > ... > abar_{K-1} (in (0, 1)): a
+    foreign model's own schedule, e.g. the float32 ``alphas_cumprod`` of a diffusers
+    scheduler, so that the noise levels are exactly the ones the model was trained at.
+
+    ``time_input`` is what the network is told between integer steps: ``continuous`` feeds
+    t(sigma) as it is; ``nearest`` (for a model trained at integer steps only) feeds a t
+    within 1e-3 of an integer as that integer, so that a grid point given in single
+    precision (whose t is off by about 1e-5 steps) is evaluated at exactly its step;
+    ``round`` rounds every t, as diffusers' multistep schedulers do with Karras sigmas.
+    The path coefficients (alpha, sigma) always follow sigma itself.
+    """
+
+    table: tuple[float, ...] = ()
+    time_input: str = "nearest"
+    schedule: str = field(default="table", init=False)
+    num_steps: int = field(default=0, init=False)
+    name: str = field(default="ddpm-table", init=False)
+
+    def __post_init__(self) -> None:
+        abar = torch.tensor(self.table, dtype=torch.float64)  # (K,)
+        if abar.ndim != 1 or abar.numel() < 2:
+            raise ValueError("a tabulated DDPM path needs at least two alphas_cumprod")
+        inside = bool(torch.all((abar > 0) & (abar < 1)))
+        if not inside or not bool(torch.all(abar[1:] < abar[:-1])):
+            raise ValueError("alphas_cumprod must lie in (0, 1) and decrease strictly")
+        if self.time_input not in TIME_INPUTS:
+            raise ValueError(
+                f"unknown time_input {self.time_input!r}; allowed: {', '.join(TIME_INPUTS)}"
+            )
+        object.__setattr__(self, "num_steps", int(abar.numel()))
+        self._tabulate(abar)
+
+    def net_time(self, t: Tensor) -> Tensor:
+        """The network's time input for path times t (see ``time_input``)."""
+        if self.time_input == "continuous":
+            return t
+        k = torch.round(t)
+        return k if self.time_input == "round" else torch.where((t - k).abs() < 1e-3, k, t)
 
 
 PATHS: dict[str, type[NoisePath]] = {
