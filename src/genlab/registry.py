@@ -9,6 +9,7 @@ families have their own table, `genlab.families`; the networks theirs, `genlab.n
 from __future__ import annotations
 
 from genlab.data.toy import TOY_DATASETS
+from genlab.diffusion.grid_search import FITTED
 from genlab.diffusion.objectives import NOISE_DISTRIBUTIONS, WEIGHTINGS
 from genlab.diffusion.parameterization import PARAMETERIZATIONS
 from genlab.diffusion.paths import PATHS
@@ -16,6 +17,9 @@ from genlab.diffusion.presets import PRESETS
 from genlab.diffusion.sample import SAMPLERS
 from genlab.diffusion.schedules import GRIDS
 from genlab.nets.table import NETS
+
+# the schedules a config or flag can name: the grid families and a grid fitted to the model
+SCHEDULES: tuple[str, ...] = (*GRIDS, FITTED)
 
 # data sets that are not plain toy samplers: an analytic mixture and point-cloud files
 GMM_RING = "gmm-ring"
@@ -40,6 +44,7 @@ __all__ = [
     "POINTS",
     "PRESETS",
     "SAMPLERS",
+    "SCHEDULES",
     "TOY_DATASETS",
     "WEIGHTINGS",
 ]

@@ -69,7 +69,11 @@ def _spec(
 
 SamplerOpt = Annotated[str | None, typer.Option("--sampler", help="Sampler name (run default).")]
 NfeOpt = Annotated[int | None, typer.Option("--nfe", min=1, help="Network evaluations.")]
-ScheduleOpt = Annotated[str | None, typer.Option("--schedule", help="Noise-level grid name.")]
+ScheduleOpt = Annotated[
+    str | None,
+    typer.Option("--schedule", help="Noise-level grid name, or 'fitted': a grid fitted to the "
+                 "model for the sampler and NFE, cached in the run directory."),
+]  # fmt: skip
 SeedOpt = Annotated[
     int | None, typer.Option("--seed", min=0, help="Seed of the sampling noise (run default).")
 ]
@@ -141,7 +145,7 @@ def sample(
     count = count if labels is None else labels.shape[0]
     _needs_labels(guidance, labels)
     x = draw(run, count, _spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
-             cond=labels)  # fmt: skip
+             cond=labels, log=_log)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     if not png:
         np.save(out, x.numpy())
@@ -154,6 +158,10 @@ def sample(
     else:
         _scatter(run, x, out)
     console.print(f"wrote {count} samples to {out}")
+
+
+def _log(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
 
 
 def _needs_labels(guidance: float | None, labels: torch.Tensor | None) -> None:
@@ -232,7 +240,7 @@ def eval_(
     count = n or data.test.shape[0]
     labels = test_labels(data, count) if run.config.model.num_classes > 0 else None
     _needs_labels(guidance, labels)
-    x = draw(run, count, spec, seed=seed, cond=labels)
+    x = draw(run, count, spec, seed=seed, cond=labels, log=_log)
     if run.is_image:
         metrics = evaluate_images(x, data, labels=labels, seed=seed)
         meets = metrics["fd_ratio"] <= IMAGE_TARGET_RATIO

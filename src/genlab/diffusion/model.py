@@ -94,6 +94,15 @@ class Diffusion(GenerativeModel):
             sigma_max=self.sigma_max,
         )
 
+    def sampling_denoiser(self, guidance: float | None = None) -> Callable[..., Tensor]:
+        """The denoiser `sample` integrates: `denoiser`, or its classifier-free guidance
+        with scale `guidance` (needs a model trained with label dropout)."""
+        if guidance is None:
+            return self.denoiser
+        if self.null_label is None:
+            raise ValueError("guidance needs a model trained with label_dropout/null_label")
+        return ClassifierFreeGuidance(self.denoiser, guidance, self.null_label)
+
     def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """Per-example denoising loss. In training mode, class labels are replaced by the null
         label with probability `label_dropout`, so one network learns the conditional and
@@ -112,30 +121,28 @@ class Diffusion(GenerativeModel):
         generator: torch.Generator | None = None,
         sampler: str | None = None,
         nfe: int | None = None,
-        schedule: str | None = None,
+        schedule: str | Tensor | None = None,
         guidance: float | None = None,
         options: dict[str, Any] | None = None,
         callback: Callable[[dict], None] | None = None,
     ) -> Tensor:
         """n samples with the model's default sampler, NFE budget and grid unless given.
 
+        `schedule` is a grid name, "fitted" (fitted to this model on fresh pilot noise at
+        every call; `genlab sample RUN --schedule fitted` caches it in the run directory)
+        or an explicit grid (e.g. from `genlab.fit_grid(model.denoiser, ...)`).
         `guidance` is the classifier-free guidance scale w (1 = conditional model, 0 =
         unconditional; needs `cond` and a model trained with label dropout). `options` are
         the sampler's own knobs, e.g. {"eta": 0.5} for ddim.
         """
         device = next(self.net.parameters()).device
         noise = torch.randn((n, *self.data_shape), generator=generator, device=device)
-        denoiser: Callable[..., Tensor] = self.denoiser
-        if guidance is not None:
-            if self.null_label is None:
-                raise ValueError("guidance needs a model trained with label_dropout/null_label")
-            denoiser = ClassifierFreeGuidance(self.denoiser, guidance, self.null_label)
         return sample_with_budget(
-            denoiser,
+            self.sampling_denoiser(guidance),
             noise,
             sampler=sampler or self.sampler,
             nfe=nfe or self.nfe,
-            schedule=schedule or self.schedule,
+            schedule=self.schedule if schedule is None else schedule,
             path=self.objective.path,
             options=options,
             cond=cond,

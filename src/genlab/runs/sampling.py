@@ -3,6 +3,7 @@
 The family record (`genlab.families`) turns the options (`sampler`, `nfe`, `schedule`,
 `guidance`; None means the run's default) into the keyword arguments of its model's
 `sample`, refusing options it does not have; the draws are deterministic from `seed`.
+With the schedule "fitted" the family gets the run's grid cache (`genlab.runs.grids`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.diffusion.grid_search import FITTED
+from genlab.runs.grids import RunGridCache
 from genlab.runs.run import Run
 
 __all__ = ["SampleSpec", "draw", "sampling_record"]
@@ -54,12 +57,17 @@ def draw(
     seed: int = 0,
     cond: Tensor | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Tensor:
     """n samples (n, *data_shape) of the run, deterministic from `seed`.
 
     `cond` are class labels (n,) of a class-conditional model; `spec.guidance` is the
     classifier-free guidance scale w (1 = conditional, 0 = unconditional). `callback`
-    receives a diffusion sampler's per-step dict (`x`, `sigma`, `denoised`, ...)."""
-    kwargs = _kwargs(run, spec.options(callback))
+    receives a diffusion sampler's per-step dict (`x`, `sigma`, `denoised`, ...). With the
+    schedule "fitted", `log` gets one line: the fitting cost, or the cached grid reused."""
+    options = spec.options(callback)
+    if spec.schedule == FITTED:
+        options["grid_store"] = RunGridCache(run, cond=cond, log=log)
+    kwargs = _kwargs(run, options)
     generator = torch.Generator().manual_seed(seed)
     return run.model.sample(n, cond, generator=generator, **kwargs)
