@@ -20,17 +20,15 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from genlab.diffusion.grid_objectives import objective_fn
+from genlab.diffusion.grid_objectives import PILOT_SIZES, objective_fn
 from genlab.diffusion.grid_search import GridFit, optimize_grid, pilot_noise, pilot_reference
 from genlab.diffusion.sample import SAMPLERS, CountingDenoiser, check_options, noise_range
 
-__all__ = ["FIT_DEFAULTS", "PILOT_SIZE", "GridStore", "fit_grid", "fit_grid_result",
-           "fit_settings"]  # fmt: skip
+__all__ = ["FIT_DEFAULTS", "GridStore", "fit_grid", "fit_grid_result", "fit_settings"]
 
-PILOT_SIZE = 256  # default pilot trajectories
 # the defaults of fit_grid's search (and of a run's `--schedule fitted`)
-FIT_DEFAULTS: dict[str, Any] = {"objective": "rmse", "pilot_size": PILOT_SIZE, "seed": 0,
-                                "max_evals": 200}  # fmt: skip
+FIT_DEFAULTS: dict[str, Any] = {"objective": "rmse", "pilot_size": PILOT_SIZES["rmse"],
+                                "seed": 0, "max_evals": 200}  # fmt: skip
 
 
 class GridStore(Protocol):
@@ -89,7 +87,7 @@ def fit_grid_result(
     sigma_min: float | None = None,
     sigma_max: float | None = None,
     objective: str = FIT_DEFAULTS["objective"],
-    pilot_size: int = PILOT_SIZE,
+    pilot_size: int | None = None,
     seed: int = FIT_DEFAULTS["seed"],
     dtype: torch.dtype | None = None,
     cond: Any = None,
@@ -104,7 +102,8 @@ def fit_grid_result(
     if pilot is None:
         if shape is None:
             raise ValueError("pass shape (of one example) or an explicit pilot noise batch")
-        pilot = pilot_noise(tuple(shape), pilot_size, seed, dtype or torch.get_default_dtype())
+        size = PILOT_SIZES[objective] if pilot_size is None else pilot_size
+        pilot = pilot_noise(tuple(shape), size, seed, dtype or torch.get_default_dtype())
     start = time.perf_counter()
     counted = CountingDenoiser(denoiser, 2**62)
     x = pilot * s_max  # (P, *shape) at sigma_max
@@ -128,9 +127,10 @@ def fit_grid(denoiser: Callable[..., Tensor], **kwargs: Any) -> Tensor:
     `SAMPLERS`, default "unipc") and its ``options``; ``nfe`` (default 10); ``shape`` of one
     example; ``sigma_min``/``sigma_max`` (default: the denoiser's attributes); ``objective``
     (`GRID_OBJECTIVES`: "rmse", or "tail" where trajectories switch mixture component);
-    ``pilot_size`` (256) and ``seed`` of the pilot noise (a stream of its own, never the
-    sampling noise of the same seed), ``dtype``; ``cond`` of the pilot batch; ``max_evals``
-    of Powell's search; ``pilot``: explicit standard-normal pilot noise (P, *shape).
+    ``pilot_size`` (default `PILOT_SIZES[objective]`: 256, 1024 for "tail") and ``seed`` of
+    the pilot noise (a stream of its own, never the sampling noise of the same seed),
+    ``dtype``; ``cond`` of the pilot batch; ``max_evals`` of Powell's search; ``pilot``:
+    explicit standard-normal pilot noise (P, *shape).
     On the pilot the fitted grid is never worse than Karras' rho = 7 grid at the same NFE.
     """
     return fit_grid_result(denoiser, **kwargs).grid

@@ -10,6 +10,8 @@ With e_j the RMS over coordinates of (sample_j - exact endpoint_j):
   L4 term makes the grid resolve the noise levels where that happens (their error
   decides whether a trajectory ends in the right component) without giving up the bulk;
 - ``max``: max_j e_j (minimax; on a small pilot the noisiest of the three).
+
+`PILOT_SIZES` are the default pilot sizes of `genlab.fit_grid` per objective.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["GRID_OBJECTIVES", "objective_fn", "per_sample_error"]
+__all__ = ["GRID_OBJECTIVES", "PILOT_SIZES", "objective_fn", "per_sample_error"]
 
 
 def per_sample_error(out: Tensor, reference: Tensor) -> Tensor:
@@ -45,6 +47,10 @@ GRID_OBJECTIVES: dict[str, Callable[[Tensor], Tensor]] = {
     "tail": _tail,
     "max": _max,
 }
+
+# default pilot trajectories per objective: the tail ones need the rare trajectories near a
+# component boundary to be in the pilot at all
+PILOT_SIZES: dict[str, int] = {"rmse": 256, "tail": 1024, "max": 1024}
 
 
 def objective_fn(name: str) -> Callable[[Tensor], Tensor]:

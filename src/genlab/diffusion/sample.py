@@ -138,11 +138,11 @@ def _fitted(
     options: dict[str, Any], sigma_min: float | None, sigma_max: float | None, cond: Any,
 ) -> Tensor:  # fmt: skip
     """A grid fitted to ``denoiser`` on fresh pilot noise (`genlab.fit_grid` defaults)."""
-    from genlab.diffusion.fitted import PILOT_SIZE, fit_grid
+    from genlab.diffusion.fitted import FIT_DEFAULTS, fit_grid
 
     return fit_grid(denoiser, sampler=sampler, nfe=nfe, options=options, shape=noise.shape[1:],
                     sigma_min=sigma_min, sigma_max=sigma_max, dtype=noise.dtype,
-                    cond=pilot_cond(cond, PILOT_SIZE))  # fmt: skip
+                    cond=pilot_cond(cond, FIT_DEFAULTS["pilot_size"]))  # fmt: skip
 
 
 def sample(
