@@ -28,7 +28,7 @@ __all__ = ["FIT_DEFAULTS", "GridStore", "fit_grid", "fit_grid_result", "fit_sett
 
 # the defaults of fit_grid's search (and of a run's `--schedule fitted`)
 FIT_DEFAULTS: dict[str, Any] = {"objective": "rmse", "pilot_size": PILOT_SIZES["rmse"],
-                                "seed": 0, "max_evals": 200}  # fmt: skip
+                                "seed": 0, "max_evals": 200, "holdout": 0.25}  # fmt: skip
 
 
 class GridStore(Protocol):
@@ -69,12 +69,13 @@ def fit_settings(
     pilot_size: int,
     seed: int,
     max_evals: int,
+    holdout: float,
 ) -> dict[str, Any]:
     """The settings a grid is fitted for, as a JSON-ready dict (the key of a grid cache)."""
     return {"sampler": sampler, "nfe": int(nfe), "options": dict(sorted((options or {}).items())),
             "sigma_min": float(sigma_min), "sigma_max": float(sigma_max),
             "objective": objective, "pilot_size": int(pilot_size), "seed": int(seed),
-            "max_evals": int(max_evals)}  # fmt: skip
+            "max_evals": int(max_evals), "holdout": float(holdout)}  # fmt: skip
 
 
 def fit_grid_result(
@@ -92,7 +93,9 @@ def fit_grid_result(
     dtype: torch.dtype | None = None,
     cond: Any = None,
     max_evals: int = FIT_DEFAULTS["max_evals"],
+    holdout: float = FIT_DEFAULTS["holdout"],
     pilot: Tensor | None = None,
+    reference: Tensor | None = None,
 ) -> GridFit:
     """:func:`fit_grid` with the pilot losses, the cost and the settings (a `GridFit`)."""
     n = _steps(sampler, nfe, dict(options or {}))
@@ -108,13 +111,15 @@ def fit_grid_result(
     counted = CountingDenoiser(denoiser, 2**62)
     x = pilot * s_max  # (P, *shape) at sigma_max
     with torch.no_grad():
-        ref = pilot_reference(counted, x, s_max, s_min, cond=cond)
+        ref = reference if reference is not None else pilot_reference(counted, x, s_max, s_min,
+                                                                       cond=cond)  # fmt: skip
         grid, loss, karras_loss = optimize_grid(
             counted, SAMPLERS[sampler].fn, n, s_min, s_max, x, ref, options=opts, cond=cond,
-            objective=objective, max_evals=max_evals,
+            objective=objective, max_evals=max_evals, holdout=holdout,
         )  # fmt: skip
     settings = fit_settings(sampler, nfe, opts, s_min, s_max, objective=objective,
-                            pilot_size=pilot.shape[0], seed=seed, max_evals=max_evals)  # fmt: skip
+                            pilot_size=pilot.shape[0], seed=seed, max_evals=max_evals,
+                            holdout=holdout)  # fmt: skip
     return GridFit(grid, loss, karras_loss, counted.calls, time.perf_counter() - start, settings)
 
 
@@ -129,8 +134,12 @@ def fit_grid(denoiser: Callable[..., Tensor], **kwargs: Any) -> Tensor:
     (`GRID_OBJECTIVES`: "rmse", or "tail" where trajectories switch mixture component);
     ``pilot_size`` (default `PILOT_SIZES[objective]`: 256, 1024 for "tail") and ``seed`` of
     the pilot noise (a stream of its own, never the sampling noise of the same seed),
-    ``dtype``; ``cond`` of the pilot batch; ``max_evals`` of Powell's search; ``pilot``:
-    explicit standard-normal pilot noise (P, *shape).
-    On the pilot the fitted grid is never worse than Karras' rho = 7 grid at the same NFE.
+    ``dtype``; ``cond`` of the pilot batch; ``max_evals`` of Powell's search; ``holdout``:
+    the fraction of the pilot that only judges the candidates (default 0.25; see
+    `optimize_grid`); ``pilot``: explicit standard-normal pilot noise (P, *shape), and
+    ``reference``: its exact endpoints when already known (e.g. to fit several samplers on
+    one pilot).
+    On the held-out pilot trajectories the fitted grid is never worse than Karras' rho = 7
+    grid at the same NFE.
     """
     return fit_grid_result(denoiser, **kwargs).grid
