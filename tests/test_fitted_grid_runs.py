@@ -111,3 +111,12 @@ def test_cli_schedule_fitted(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     code, _, err = run_cli(["sample", run_dir, "--out", out, "--sampler", "ddpm",
                             "--schedule", "fitted"], capsys)  # fmt: skip
     assert_one_line_error(code, err, "schedule", "deterministic", "ddpm")
+
+
+def test_families_with_an_exact_sampler_refuse_the_schedule_not_the_cache() -> None:
+    from genlab.errors import ConfigError
+    from genlab.families.base import exact_sampling
+
+    with pytest.raises(ConfigError) as info:
+        exact_sampling(torch.nn.Identity(), {"schedule": "fitted", "grid_store": object()})  # type: ignore[arg-type]
+    assert str(info.value).startswith("schedule: options of diffusion runs")
