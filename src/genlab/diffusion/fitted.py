@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from genlab.diffusion.grid_objectives import PILOT_SIZES, objective_fn
+from genlab.diffusion.grid_objectives import HOLDOUTS, PILOT_SIZES, objective_fn
 from genlab.diffusion.grid_search import GridFit, optimize_grid, pilot_noise, pilot_reference
 from genlab.diffusion.sample import SAMPLERS, CountingDenoiser, check_options, noise_range
 
@@ -93,7 +93,7 @@ def fit_grid_result(
     dtype: torch.dtype | None = None,
     cond: Any = None,
     max_evals: int = FIT_DEFAULTS["max_evals"],
-    holdout: float = FIT_DEFAULTS["holdout"],
+    holdout: float | None = None,
     pilot: Tensor | None = None,
     reference: Tensor | None = None,
 ) -> GridFit:
@@ -101,6 +101,7 @@ def fit_grid_result(
     n = _steps(sampler, nfe, dict(options or {}))
     opts = check_options(SAMPLERS[sampler].fn, dict(options or {}))
     objective_fn(objective)  # the name is checked before any work
+    holdout = HOLDOUTS[objective] if holdout is None else holdout
     s_min, s_max = noise_range(denoiser, sigma_min, sigma_max)
     if pilot is None:
         if shape is None:
@@ -135,11 +136,11 @@ def fit_grid(denoiser: Callable[..., Tensor], **kwargs: Any) -> Tensor:
     ``pilot_size`` (default `PILOT_SIZES[objective]`: 256, 1024 for "tail") and ``seed`` of
     the pilot noise (a stream of its own, never the sampling noise of the same seed),
     ``dtype``; ``cond`` of the pilot batch; ``max_evals`` of Powell's search; ``holdout``:
-    the fraction of the pilot that only judges the candidates (default 0.25; see
-    `optimize_grid`); ``pilot``: explicit standard-normal pilot noise (P, *shape), and
-    ``reference``: its exact endpoints when already known (e.g. to fit several samplers on
-    one pilot).
-    On the held-out pilot trajectories the fitted grid is never worse than Karras' rho = 7
-    grid at the same NFE.
+    the fraction of the pilot that only judges the candidates (default `HOLDOUTS[objective]`:
+    0.25, 0 for "tail"; see `optimize_grid`); ``pilot``: explicit standard-normal pilot
+    noise (P, *shape), and ``reference``: its exact endpoints when already known (e.g. to
+    fit several samplers on one pilot).
+    On the held-out pilot trajectories (all of them with holdout 0) the fitted grid is never
+    worse than Karras' rho = 7 grid at the same NFE.
     """
     return fit_grid_result(denoiser, **kwargs).grid
