@@ -26,5 +26,11 @@ def test_names_are_the_keys_of_their_table(name: str) -> None:
     assert tuple(getattr(registry, name)) == tuple(TABLES[name])
 
 
+def test_the_fitted_schedule_is_the_grid_search_name() -> None:
+    from genlab.diffusion.grid_search import FITTED
+
+    assert registry.SCHEDULES == (*GRIDS, FITTED)
+
+
 def test_data_set_names_are_unique() -> None:
     assert len(set(registry.DATASETS)) == len(registry.DATASETS)

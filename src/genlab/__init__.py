@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "GaussianMixture": "genlab.data.gmm",
     "Denoiser": "genlab.diffusion.denoiser",
+    "fit_grid": "genlab.diffusion.fitted",
+    "GRID_OBJECTIVES": "genlab.diffusion.grid_objectives",
     "log_prob": "genlab.diffusion.likelihood",
     "Diffusion": "genlab.diffusion.model",
     "PRESETS": "genlab.diffusion.presets",

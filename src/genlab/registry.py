@@ -41,6 +41,7 @@ __all__ = [
     "POINTS",
     "PRESETS",
     "SAMPLERS",
+    "SCHEDULES",
     "TEXT_ENCODERS",
     "TOY_DATASETS",
     "WEIGHTINGS",
@@ -52,6 +53,9 @@ SAMPLERS: tuple[str, ...] = (
     "langevin",
 )  # fmt: skip
 GRIDS: tuple[str, ...] = ("karras", "loglinear", "uniform_t")
+# the schedules a config or flag can name: the grid families and a grid fitted to the model
+# (`genlab.diffusion.grid_search.FITTED`)
+SCHEDULES: tuple[str, ...] = (*GRIDS, "fitted")
 PRESETS: tuple[str, ...] = (
     "ddpm", "ddim", "edm", "vp-sde", "ve-sde", "flow-matching", "rectified-flow",
 )  # fmt: skip

@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from genlab.cli.app import bench_app, console
+from genlab.errors import ConfigError
 
 
 @bench_app.command("samplers")
 def bench_samplers(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller, faster table.")] = False,
+    beds: Annotated[
+        str | None,
+        typer.Option(
+            "--beds",
+            help="Comma-separated beds, e.g. ring8_D2/sd,gmm16_D64/edm (default: every bed).",
+        ),
+    ] = None,
+    nfe: Annotated[str, typer.Option("--nfe", help="Comma-separated NFE budgets.")] = "10,20",
+    n: Annotated[int, typer.Option("--n", min=2, help="Evaluation trajectories per bed.")] = 4096,
+    cache: Annotated[
+        str | None, typer.Option("--cache", help="Directory keeping the beds' exact endpoints.")
+    ] = "runs/bench-samplers",
+    threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
 ) -> None:
-    """Samplers x NFE on the analytic Gaussian mixture (exact denoiser)."""
-    from genlab.bench import samplers as bench
+    """genlab's public samplers and grids (named and fitted) on analytic Gaussian mixtures
+    (exact denoiser), next to the best diffusers / k-diffusion sampler on the same beds."""
+    import torch
 
-    bench.main(quick=quick, console=console)
+    from genlab.bench import samplers as bench
+    from genlab.bench.beds import bed
+
+    torch.set_num_threads(threads)
+    names = tuple(v.strip() for v in beds.split(",") if v.strip()) if beds else None
+    try:
+        nfes = tuple(int(v) for v in nfe.split(","))
+        for name in names or ():
+            bed(name)
+    except ValueError as err:
+        raise ConfigError(f"--beds/--nfe: {err}") from None
+    bench.main(quick=quick, console=console, bed_names=names, nfes=nfes, n_samples=n,
+               cache=None if cache is None else Path(cache))  # fmt: skip
 
 
 @bench_app.command("likelihood")

@@ -133,7 +133,11 @@ def sample_spec(
 
 SamplerOpt = Annotated[str | None, typer.Option("--sampler", help="Sampler name (run default).")]
 NfeOpt = Annotated[int | None, typer.Option("--nfe", min=1, help="Network evaluations.")]
-ScheduleOpt = Annotated[str | None, typer.Option("--schedule", help="Noise-level grid name.")]
+ScheduleOpt = Annotated[
+    str | None,
+    typer.Option("--schedule", help="Noise-level grid name, or 'fitted': a grid fitted to the "
+                 "model for the sampler and NFE, cached in the run directory."),
+]  # fmt: skip
 SeedOpt = Annotated[
     int | None, typer.Option("--seed", min=0, help="Seed of the sampling noise (run default).")
 ]
@@ -211,7 +215,7 @@ def sample(
     count = count if labels is None else labels.shape[0]
     _needs_labels(guidance, labels)
     x = draw(run, count, sample_spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
-             cond=labels)  # fmt: skip
+             cond=labels, log=_log)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     if not png:
         np.save(out, x.numpy())
@@ -224,6 +228,10 @@ def sample(
     else:
         _scatter(run, x, out)
     console.print(f"wrote {count} samples to {out}")
+
+
+def _log(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
 
 
 def _needs_labels(guidance: float | None, cond: Any) -> None:
@@ -306,7 +314,7 @@ def eval_(
     count = n or data.test.shape[0]
     cond, uncond, labels = eval_condition(run, data, count, guidance)
     _needs_labels(guidance, cond)
-    x = draw(run, count, spec, seed=seed, cond=cond, uncond=uncond)
+    x = draw(run, count, spec, seed=seed, cond=cond, uncond=uncond, log=_log)
     if run.is_image:
         metrics = evaluate_images(x, data, labels=labels, seed=seed)
         meets = metrics["fd_ratio"] <= IMAGE_TARGET_RATIO

@@ -196,7 +196,9 @@ class LikelihoodSection(ODEOptions):
 
 
 class SampleSection(_Section):
-    """Default sampling settings of a run; None means the preset's default."""
+    """Default sampling settings of a run; None means the preset's default. `schedule` is a
+    grid name or "fitted" (a grid fitted to the trained model for its sampler and NFE, once,
+    then cached in the run directory: `genlab.runs.grids`)."""
 
     sampler: str | None = None
     nfe: int | None = Field(None, ge=1)
@@ -212,7 +214,7 @@ class SampleSection(_Section):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, v: str | None) -> str | None:
-        return None if v is None else one_of(v, registry.GRIDS)
+        return None if v is None else one_of(v, registry.SCHEDULES)
 
 
 class TextSection(_Section):

@@ -96,6 +96,19 @@ class Diffusion(GenerativeModel):
             sigma_max=self.sigma_max,
         )
 
+    def sampling_denoiser(
+        self, guidance: float | None = None, uncond: Any = None
+    ) -> Callable[..., Tensor]:
+        """The denoiser `sample` integrates: `denoiser`, or its classifier-free guidance with
+        scale `guidance` (needs a model trained with label or caption dropout), whose
+        unconditional branch is the null label or `uncond`."""
+        if guidance is None:
+            return self.denoiser
+        if self.null_label is None:
+            raise ValueError("guidance needs a model trained with label_dropout/null_label")
+        null = self.null_label if uncond is None else None
+        return ClassifierFreeGuidance(self.denoiser, guidance, null, uncond=uncond)
+
     def loss(self, x: Tensor, cond: Any = None) -> Tensor:
         """Per-example denoising loss. In training mode, conditions are replaced by the null
         condition (the null label, the empty caption) with probability `label_dropout`, so
@@ -116,7 +129,7 @@ class Diffusion(GenerativeModel):
         generator: torch.Generator | None = None,
         sampler: str | None = None,
         nfe: int | None = None,
-        schedule: str | None = None,
+        schedule: str | Tensor | None = None,
         guidance: float | None = None,
         uncond: Any = None,
         options: dict[str, Any] | None = None,
@@ -124,6 +137,9 @@ class Diffusion(GenerativeModel):
     ) -> Tensor:
         """n samples with the model's default sampler, NFE budget and grid unless given.
 
+        `schedule` is a grid name, "fitted" (fitted to this model on fresh pilot noise at
+        every call; `genlab sample RUN --schedule fitted` caches it in the run directory)
+        or an explicit grid (e.g. from `genlab.fit_grid(model.denoiser, ...)`).
         `guidance` is the classifier-free guidance scale w (1 = conditional model, 0 =
         unconditional; needs `cond` and a model trained with label dropout). The
         unconditional branch is the null label, or `uncond` (1 or n rows): the empty
@@ -133,18 +149,12 @@ class Diffusion(GenerativeModel):
         device = next(self.net.parameters()).device
         noise = torch.randn((n, *self.data_shape), generator=generator, device=device)
         cond = conditions.resolve(cond, training=False)
-        denoiser: Callable[..., Tensor] = self.denoiser
-        if guidance is not None:
-            if self.null_label is None:
-                raise ValueError("guidance needs a model trained with label_dropout/null_label")
-            null = self.null_label if uncond is None else None
-            denoiser = ClassifierFreeGuidance(self.denoiser, guidance, null, uncond=uncond)
         return sample_with_budget(
-            denoiser,
+            self.sampling_denoiser(guidance, uncond),
             noise,
             sampler=sampler or self.sampler,
             nfe=nfe or self.nfe,
-            schedule=schedule or self.schedule,
+            schedule=self.schedule if schedule is None else schedule,
             path=self.objective.path,
             options=options,
             cond=cond,

@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from genlab.diffusion import multistep, samplers, stochastic
-from genlab.diffusion.schedules import grid_fn, make_grid
+from genlab.diffusion.grid_search import FITTED
+from genlab.diffusion.schedules import check_grid, grid_fn, make_grid
 from genlab.errors import GenlabError
 
 
@@ -97,7 +98,7 @@ class CountingDenoiser:
         return self.denoiser(x, sigma, cond)
 
 
-def _options(fn: Callable[..., Tensor], options: dict[str, Any]) -> dict[str, Any]:
+def check_options(fn: Callable[..., Tensor], options: dict[str, Any]) -> dict[str, Any]:
     """Validate sampler knobs against the sampler's keyword-only parameters."""
     params = inspect.signature(fn).parameters
     allowed = {k for k, p in params.items() if p.kind is p.KEYWORD_ONLY} - {
@@ -111,6 +112,37 @@ def _options(fn: Callable[..., Tensor], options: dict[str, Any]) -> dict[str, An
             f"{fn.__name__} has no option {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}"
         )
     return options
+
+
+def noise_range(
+    denoiser: Callable[..., Tensor], sigma_min: float | None, sigma_max: float | None
+) -> tuple[float, float]:
+    """(sigma_min, sigma_max): the given values, else the denoiser's attributes of those names."""
+    s_min = sigma_min if sigma_min is not None else getattr(denoiser, "sigma_min", None)
+    s_max = sigma_max if sigma_max is not None else getattr(denoiser, "sigma_max", None)
+    if s_min is None or s_max is None:
+        raise ValueError("pass sigma_min and sigma_max (the denoiser has no such attributes)")
+    return float(s_min), float(s_max)
+
+
+def pilot_cond(cond: Any, size: int) -> Any:
+    """Conditioning of a pilot batch of ``size`` from that of a sampling batch: labels (B, ...)
+    are repeated in turn; anything else is passed unchanged."""
+    if isinstance(cond, Tensor) and cond.ndim > 0:
+        return cond[torch.arange(size, device=cond.device) % cond.shape[0]]
+    return cond
+
+
+def _fitted(
+    denoiser: Callable[..., Tensor], noise: Tensor, sampler: str, nfe: int,
+    options: dict[str, Any], sigma_min: float | None, sigma_max: float | None, cond: Any,
+) -> Tensor:  # fmt: skip
+    """A grid fitted to ``denoiser`` on fresh pilot noise (`genlab.fit_grid` defaults)."""
+    from genlab.diffusion.fitted import FIT_DEFAULTS, fit_grid
+
+    return fit_grid(denoiser, sampler=sampler, nfe=nfe, options=options, shape=noise.shape[1:],
+                    sigma_min=sigma_min, sigma_max=sigma_max, dtype=noise.dtype,
+                    cond=pilot_cond(cond, FIT_DEFAULTS["pilot_size"]))  # fmt: skip
 
 
 def sample(
@@ -135,37 +167,40 @@ def sample(
 
     ``noise`` is standard normal; it is scaled by the grid's first level. The grid has the
     most steps the sampler can afford (heun: (nfe + 1) // 2 steps). ``schedule`` is a grid
-    name (``karras``, ``loglinear``, ``uniform_t`` with ``path``/``spacing``) or an explicit
-    grid (the budget is then only checked). ``sigma_min``/``sigma_max`` default to the
-    denoiser's attributes of those names. ``options`` are the sampler's own keyword knobs
-    (e.g. ``{"eta": 1.0}`` for ddim, ``{"order": 2}`` for unipc); a wrong name is an error.
-    With ``return_trajectory`` the states before every step and the result are returned too.
+    name (``karras``, ``loglinear``, ``uniform_t`` with ``path``/``spacing``), ``"fitted"``
+    (a grid fitted to this denoiser on fresh pilot noise, :func:`genlab.fit_grid`; fitted on
+    every call: fit once and pass the grid to reuse it) or an explicit grid (its noise range
+    is its own; the budget is then only checked). For named grids ``sigma_min``/``sigma_max``
+    default to the denoiser's attributes of those names. ``options`` are the sampler's own
+    keyword knobs (e.g. ``{"eta": 1.0}`` for ddim, ``{"order": 2}`` for unipc); a wrong name
+    is an error. With ``return_trajectory`` the states before every step and the result are
+    returned too.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; allowed: {', '.join(sorted(SAMPLERS))}")
-    if isinstance(schedule, str):
+    if isinstance(schedule, str) and schedule != FITTED:
         grid_fn(schedule)  # the name is checked before the budget
     if nfe < 1:
         raise ValueError(f"nfe must be >= 1, got {nfe}")
     info = SAMPLERS[sampler]
-    opts = _options(info.fn, dict(options or {}))
+    opts = check_options(info.fn, dict(options or {}))
     inner = 1
     if info.inner:
         default = inspect.signature(info.fn).parameters[info.inner].default
         inner = int(opts.get(info.inner, default))
-    s_min = sigma_min if sigma_min is not None else getattr(denoiser, "sigma_min", None)
-    s_max = sigma_max if sigma_max is not None else getattr(denoiser, "sigma_max", None)
-    if s_min is None or s_max is None:
-        raise ValueError("pass sigma_min and sigma_max (the denoiser has no such attributes)")
-    if isinstance(schedule, Tensor):
-        n = len(schedule) - 1
+    if isinstance(schedule, Tensor):  # the grid carries its own noise range
+        check_grid(schedule)
+        sigmas = schedule.to(torch.float64)
+    elif schedule == FITTED:
+        sigmas = _fitted(denoiser, noise, sampler, nfe, opts, sigma_min, sigma_max, cond)
     else:
         n = 2 if info.adaptive else info.steps_for(nfe, inner)
         if n < 1:
             raise ValueError(
                 f"nfe={nfe} is too small for {sampler!r} (one step costs {info.calls(1, inner)})"
             )
-    sigmas = make_grid(schedule, n, float(s_min), float(s_max), rho=rho, path=path, spacing=spacing)
+        s_min, s_max = noise_range(denoiser, sigma_min, sigma_max)
+        sigmas = make_grid(schedule, n, s_min, s_max, rho=rho, path=path, spacing=spacing)
     counted = CountingDenoiser(denoiser, nfe, sampler)
     trajectory: list[Tensor] = []
 

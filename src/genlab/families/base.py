@@ -91,9 +91,14 @@ def ode_likelihood(name: str) -> Callable[[LikelihoodSection], list[LikelihoodBo
     return bounds
 
 
+# what the application layer passes to `sampling` besides the user's options: the run's
+# cache of fitted grids with the schedule "fitted" (`genlab.runs.grids`)
+CONTEXT_OPTIONS = ("grid_store",)
+
+
 def exact_sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, Any]:
     """A family with one exact sampler: every sampling option is refused."""
-    given = sorted(k for k, v in options.items() if v is not None)
+    given = sorted(k for k, v in options.items() if v is not None and k not in CONTEXT_OPTIONS)
     if given:
         raise ConfigError(f"{', '.join(given)}: options of diffusion runs; this run samples "
                           "exactly with its own sampler")  # fmt: skip

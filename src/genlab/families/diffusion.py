@@ -20,7 +20,11 @@ from genlab.errors import ConfigError
 from genlab.families.base import Family, Shape, net_for, ode_likelihood
 
 if TYPE_CHECKING:
+    from torch import Tensor
+
     from genlab.config import RunConfig
+    from genlab.diffusion.fitted import GridStore
+    from genlab.diffusion.grid_search import GridFit
     from genlab.diffusion.presets import Component
     from genlab.protocol import GenerativeModel
 
@@ -31,7 +35,7 @@ PIECE_NAMES: dict[str, tuple[str, ...]] = {
     "noise": registry.NOISE_DISTRIBUTIONS,
     "weighting": registry.WEIGHTINGS,
 }
-SAMPLING_OPTIONS = ("sampler", "nfe", "schedule", "guidance", "callback")
+SAMPLING_OPTIONS = ("sampler", "nfe", "schedule", "guidance", "callback", "grid_store")
 
 
 def _piece_table(piece: str) -> Mapping[str, Any]:
@@ -156,7 +160,7 @@ def sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, An
     nfe = options.get("nfe") or inner.nfe
     schedule = options.get("schedule") or inner.schedule
     for key, value, table in (("sampler", sampler, registry.SAMPLERS),
-                              ("schedule", schedule, registry.GRIDS)):  # fmt: skip
+                              ("schedule", schedule, registry.SCHEDULES)):  # fmt: skip
         if value not in table:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(sorted(table))}")
     cost = SAMPLERS[sampler]
@@ -167,8 +171,33 @@ def sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[str, An
     if guidance is not None and inner.null_label is None:
         raise ConfigError("--guidance: needs a model trained with label dropout or caption "
                           "dropout (model.label_dropout > 0 or text.dropout > 0)")  # fmt: skip
-    return {"sampler": sampler, "nfe": nfe, "schedule": schedule, "guidance": guidance,
+    grid: Any = schedule
+    if schedule == "fitted":  # registry.SCHEDULES: a grid fitted to the model
+        if cost.stochastic or cost.adaptive:
+            raise ConfigError(f"schedule: 'fitted' needs a deterministic fixed-step sampler "
+                              f"(got {sampler!r})")  # fmt: skip
+        if options.get("grid_store") is not None:
+            grid = _fitted_grid(inner, sampler, nfe, guidance, options["grid_store"])
+    return {"sampler": sampler, "nfe": nfe, "schedule": grid, "guidance": guidance,
             "callback": options.get("callback")}  # fmt: skip
+
+
+def _fitted_grid(
+    model: Any, sampler: str, nfe: int, guidance: float | None, store: GridStore
+) -> Tensor:
+    """The run's grid fitted for (sampler, nfe, guidance), from ``store`` or fitted once."""
+    from genlab.diffusion.fitted import FIT_DEFAULTS, fit_grid_result, fit_settings
+    from genlab.diffusion.sample import pilot_cond
+
+    settings = {**fit_settings(sampler, nfe, None, model.sigma_min, model.sigma_max,
+                               **FIT_DEFAULTS), "guidance": guidance}  # fmt: skip
+    cond = pilot_cond(store.cond, FIT_DEFAULTS["pilot_size"])
+
+    def fit() -> GridFit:
+        return fit_grid_result(model.sampling_denoiser(guidance), sampler=sampler, nfe=nfe,
+                               shape=model.data_shape, cond=cond, **FIT_DEFAULTS)  # fmt: skip
+
+    return store.grid(settings, fit)
 
 
 FAMILY = Family(

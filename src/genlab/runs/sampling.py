@@ -3,6 +3,7 @@
 The family record (`genlab.families`) turns the options (`sampler`, `nfe`, `schedule`,
 `guidance`; None means the run's default) into the keyword arguments of its model's
 `sample`, refusing options it does not have; the draws are deterministic from `seed`.
+With the schedule "fitted" the family gets the run's grid cache (`genlab.runs.grids`).
 `eval_condition` is what a run is evaluated on: the test split's class labels, or its
 prompts (held-out phrasings, test captions) for a text-conditioned run; `generate` draws a
 text-conditioned run's images for prompts.
@@ -17,7 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.diffusion.grid_search import FITTED
 from genlab.runs.data import Data, test_labels
+from genlab.runs.grids import RunGridCache
 from genlab.runs.run import Run
 from genlab.runs.text import eval_prompts, prompt_conditions, run_store
 
@@ -60,6 +63,7 @@ def draw(
     cond: Any = None,
     uncond: Any = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Tensor:
     """n samples (n, *data_shape) of the run, deterministic from `seed`.
 
@@ -67,8 +71,12 @@ def draw(
     text-conditioned one; `spec.guidance` is the classifier-free guidance scale w (1 =
     conditional, 0 = unconditional), whose unconditional branch is the null label or
     `uncond` (the empty or a negative prompt's context). `callback` receives a diffusion
-    sampler's per-step dict (`x`, `sigma`, `denoised`, ...)."""
-    kwargs = _kwargs(run, spec.options(callback))
+    sampler's per-step dict (`x`, `sigma`, `denoised`, ...). With the schedule "fitted",
+    `log` gets one line: the fitting cost, or the cached grid reused."""
+    options = spec.options(callback)
+    if spec.schedule == FITTED:
+        options["grid_store"] = RunGridCache(run, cond=cond, log=log)
+    kwargs = _kwargs(run, options)
     if uncond is not None:
         kwargs["uncond"] = uncond
     generator = torch.Generator().manual_seed(seed)
