@@ -205,3 +205,27 @@ def test_bad_grid_is_rejected() -> None:
         euler(RING, x, torch.tensor([1.0, 2.0, 0.0], dtype=torch.float64))
     with pytest.raises(ValueError):
         heun(RING, x, torch.tensor([2.0, 1.0], dtype=torch.float64))
+
+
+def test_rk45_reference_evaluates_only_inside_the_noise_range() -> None:
+    """The reference solver works in log sigma: every denoiser call is at a positive sigma
+    no larger than the first (the solver's trial of its first step, proposed past the end in
+    sigma, used to reach sigma <= 0, outside a tabulated path's range), and its endpoint
+    matches the exact ODE solution of a Gaussian: x(s) = mu + (x(s0) - mu) sqrt((v + s^2) /
+    (v + s0^2)) with v the data variance, then the final step x = D(x, s_last)."""
+    mu, var = 0.7, 0.3**2
+    seen: list[float] = []
+
+    def gaussian(x: torch.Tensor, sigma: torch.Tensor, cond: Any = None) -> torch.Tensor:
+        seen.extend(sigma.tolist())
+        s2 = sigma.view(-1, 1) ** 2
+        return mu + (x - mu) * var / (var + s2)  # E[x0 | x] for x0 ~ N(mu, var)
+
+    grid = torch.tensor([157.4, 0.01, 0.0], dtype=torch.float64)
+    x0 = torch.tensor([[3.0], [-40.0]], dtype=torch.float64) * 157.4
+    out = rk45(gaussian, x0, grid, rtol=1e-10, atol=1e-10)
+    assert min(seen) > 0.0 and max(seen) <= 157.4 * (1 + 1e-9)
+    s_last = 0.01
+    at_last = mu + (x0 - mu) * math.sqrt((var + s_last**2) / (var + 157.4**2))
+    exact = mu + (at_last - mu) * var / (var + s_last**2)  # the final step x = D(x, s_last)
+    torch.testing.assert_close(out, exact, rtol=1e-7, atol=1e-7)

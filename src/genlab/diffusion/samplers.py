@@ -158,19 +158,22 @@ def rk45(
 
     A reference solver: it integrates from sigmas[0] to the last non-zero level with its own
     adaptive steps (the interior of the grid is ignored), then takes the Euler step to 0,
-    x = D(x, sigma_last). The number of denoiser calls depends on rtol/atol.
+    x = D(x, sigma_last). The ODE is solved in u = log sigma, dx/du = x - D(x, sigma), which
+    is smooth over the decades between the noise levels and keeps every evaluation at a
+    positive sigma (a step proposed past the end in sigma could reach sigma <= 0, outside
+    the range of a tabulated noise path). The number of denoiser calls depends on rtol/atol.
     """
     from torchdiffeq import odeint
 
     s = grid_values(sigmas)
     batch = x.shape[0]
 
-    def rhs(t: Tensor, y: Tensor) -> Tensor:
-        sig = t.to(y.dtype).expand(batch)
-        return (y - denoiser(y, sig, cond)) / t.to(y.dtype)
+    def rhs(u: Tensor, y: Tensor) -> Tensor:
+        sig = torch.exp(u).to(y.dtype).expand(batch)
+        return y - denoiser(y, sig, cond)
 
     if len(s) > 2:
-        ts = torch.tensor([s[0], s[-2]], dtype=x.dtype, device=x.device)
-        x = odeint(rhs, x, ts, rtol=rtol, atol=atol, method="dopri5")[-1]
+        us = torch.tensor([math.log(s[0]), math.log(s[-2])], dtype=x.dtype, device=x.device)
+        x = odeint(rhs, x, us, rtol=rtol, atol=atol, method="dopri5")[-1]
     d = denoise(denoiser, x, s[-2], cond, len(s) - 2, callback)
     return d
