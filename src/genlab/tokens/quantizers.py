@@ -151,8 +151,9 @@ class FSQ(Quantizer):
     """Finite scalar quantization (Mentzer et al. 2023, sec. 3 and appendix A.1).
 
     With levels L_1..L_d, channel i is bounded to f(z) = tanh(z + s_i) h_i - o_i,
-    h_i = (L_i - 1)(1 - eps) / 2, o_i = 1/2 for even L_i (else 0), s_i = atanh(o_i / h_i),
-    so that rounding gives exactly L_i integers (-L_i // 2 .. (L_i - 1) // 2), which are
+    h_i = (L_i - 1)(1 - eps) / 2, o_i = 1/2 for even L_i (else 0), s_i = atanh(o_i / h_i)
+    so that f(0) = 0 (s_i = 0 for L_i = 2, whose range (-1, 0) does not contain 0), and
+    rounding gives exactly L_i integers (-L_i // 2 .. (L_i - 1) // 2), which are
     divided by L_i // 2 to lie in [-1, 1]. Rounding passes gradients straight through. The
     code of a latent is the mixed-radix number sum_i (q_i + L_i // 2) prod_{j<i} L_j, so
     K = prod L_i and every code is a point of the grid: no codebook to collapse, no
@@ -171,7 +172,9 @@ class FSQ(Quantizer):
         basis = torch.cumprod(torch.tensor((1, *self.levels[:-1])), 0)  # (d,)
         self.register_buffer("_half_l", half_l.float(), persistent=False)
         self.register_buffer("_offset", offset.float(), persistent=False)
-        self.register_buffer("_shift", torch.atanh(offset / half_l).float(), persistent=False)
+        ratio = offset / half_l  # > 1 only for L = 2 (the clamp keeps that branch finite)
+        shift = torch.where(ratio < 1, torch.atanh(ratio.clamp(max=0.5)), 0.0)
+        self.register_buffer("_shift", shift.float(), persistent=False)
         self.register_buffer("_half_width", (lv // 2).float(), persistent=False)
         self.register_buffer("_levels", lv.long(), persistent=False)
         self.register_buffer("_basis", basis.long(), persistent=False)

@@ -10,11 +10,12 @@ Nearest-neighbour quantization z_q = e_k, k = argmin_j ||z_e - e_j|| (van den Oo
 - EMA codebook updates instead of the codebook term (appendix A.1, eq. 6-8; Razavi et al.
   2019, VQ-VAE-2), with Laplace smoothing of the cluster sizes;
 - k-means initialisation of the codebook from the encoder outputs of the first training
-  batch (Lloyd 1982; as in Dhariwal et al. 2020, Jukebox, and Zeghidour et al. 2021,
-  SoundStream, sec. 3.2);
+  batch (Lloyd 1982, k-means++ seeding; as in Dhariwal et al. 2020, Jukebox, and
+  Zeghidour et al. 2021, SoundStream, sec. 3.2);
 - dead-code restart: a code unused for `dead_after` consecutive training steps is reset to
-  a random encoder output of the current batch (Dhariwal et al. 2020, sec. 2.2;
-  Zeghidour et al. 2021, sec. 3.2);
+  an encoder output of the current batch (Dhariwal et al. 2020, sec. 2.2; Zeghidour et al.
+  2021, sec. 3.2), drawn in proportion to its squared quantization error (the D^2
+  sampling of k-means++, Arthur & Vassilvitskii 2007);
 - a low-dimensional lookup space (a linear projection to `codebook_dim`) and l2-normalised
   (cosine-similarity) lookup (Yu et al. 2022, "Vector-quantized image modeling with
   improved VQGAN", sec. 3.2, "factorized and l2-normalized codes").
@@ -53,18 +54,28 @@ def nearest_codes(z: Tensor, codebook: Tensor) -> Tensor:
     return scores.argmin(1)
 
 
+def _d2_sample(weights: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    """n row indices drawn with probability proportional to `weights` (N,) (D^2 sampling,
+    Arthur & Vassilvitskii 2007), without replacement when n <= N; uniform if all are 0."""
+    w = weights.double().clamp_min(0.0)
+    w = w + (1e-12 * float(w.max()) if float(w.max()) > 0 else 1.0)  # every row possible
+    return torch.multinomial(w, n, replacement=n > w.shape[0], generator=generator)
+
+
 def kmeans(
     z: Tensor, k: int, iters: int, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Lloyd's k-means on z (N, d): centroids (k, d) started at k random points (with
-    replacement when N < k); an empty cluster keeps its previous centroid. Returns
-    (centroids (k, d), cluster sizes (k,))."""
-    n = z.shape[0]
-    if n >= k:
-        start = torch.randperm(n, generator=generator, device=z.device)[:k]
-    else:
-        start = torch.randint(n, (k,), generator=generator, device=z.device)
-    centroids = z[start].clone()  # (k, d)
+    """Lloyd's k-means on z (N, d) with k-means++ seeding (Arthur & Vassilvitskii 2007:
+    each new centre drawn with probability proportional to the squared distance to the
+    nearest chosen one); an empty cluster keeps its previous centroid. Returns (centroids
+    (k, d), cluster sizes (k,))."""
+    first = torch.randint(z.shape[0], (1,), generator=generator, device=z.device)
+    centroids = z[first]  # (1, d)
+    d2 = (z - centroids).square().sum(1)  # (N,)
+    for _ in range(k - 1):
+        pick = _d2_sample(d2, 1, generator)
+        centroids = torch.cat([centroids, z[pick]])
+        d2 = torch.minimum(d2, (z - z[pick]).square().sum(1))
     counts = torch.zeros(k, dtype=z.dtype, device=z.device)
     for _ in range(iters):
         assign = nearest_codes(z, centroids)  # (N,)
@@ -169,14 +180,14 @@ class VectorQuantizer(Quantizer):
         with torch.no_grad():
             codes = nearest_codes(flat, self._codebook())  # (N,)
         e = F.embedding(codes, self._codebook()).view_as(f)  # (B, h, w, d)
+        if self.training:
+            self._update(flat.detach(), codes, (f - e).detach().flatten(0, 2).square().sum(1))
         per_position = self.beta * (f - e.detach()).square()  # commitment: encoder term
         if not self.uses_ema:
             per_position = per_position + (f.detach() - e).square()  # codebook term
         loss = per_position.flatten(1).mean(1)  # (B,)
         mix = rotation_trick if self.gradient == "rotation" else straight_through
         z_q = self.project_out(channels_first(mix(f, e)))  # (B, D, h, w)
-        if self.training:
-            self._update(flat.detach(), codes)
         return Quantized(z_q, codes.view(f.shape[:-1]), loss)
 
     def lookup(self, z: Tensor) -> Tensor:
@@ -201,8 +212,9 @@ class VectorQuantizer(Quantizer):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def _update(self, flat: Tensor, codes: Tensor) -> None:
-        """After a training step's lookup: EMA statistics, idle counters, restarts."""
+    def _update(self, flat: Tensor, codes: Tensor, error: Tensor) -> None:
+        """After a training step's lookup of `flat` (N, d) to `codes` (N,) with squared
+        quantization errors `error` (N,): EMA statistics, idle counters, restarts."""
         if self.uses_ema:
             new = ema_codebook_update(self.ema_count, self.ema_sum, flat, codes,
                                       self.ema_decay, self.eps)  # fmt: skip
@@ -210,17 +222,20 @@ class VectorQuantizer(Quantizer):
         self.idle.add_(1)
         self.idle[codes] = 0
         if self.dead_after > 0:
-            self.restart(flat, self.idle >= self.dead_after)
+            self.restart(flat, self.idle >= self.dead_after, error)
 
     @torch.no_grad()
-    def restart(self, flat: Tensor, dead: Tensor) -> None:
-        """Reset the codes where `dead` (K,) is True to random rows of `flat` (N, d) (the
-        current batch's encoder outputs), drawn with the global generator; their EMA
-        statistics restart as one vector each and their idle counters at 0."""
+    def restart(self, flat: Tensor, dead: Tensor, error: Tensor) -> None:
+        """Reset the codes where `dead` (K,) is True to rows of `flat` (N, d) (the current
+        batch's encoder outputs), drawn with the global generator with probability
+        proportional to their squared quantization error `error` (N,) (D^2 sampling as in
+        k-means++: a restarted code goes where the codebook serves the data worst, never
+        onto a vector already quantized exactly); their EMA statistics restart as one
+        vector each and their idle counters at 0."""
         index = dead.nonzero().squeeze(1)  # (n_dead,)
         if index.numel() == 0:
             return
-        picks = flat[torch.randint(flat.shape[0], (index.numel(),), device=flat.device)]
+        picks = flat[_d2_sample(error, index.numel(), None)]  # (n_dead, d)
         self.codebook.data[index] = picks
         self.ema_sum[index] = picks
         self.ema_count[index] = 1.0
