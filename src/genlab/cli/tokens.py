@@ -24,9 +24,14 @@ def encode(
 
     The file holds `train`, `test`, `codebook_size` and, when the data set has class
     labels, `train_labels` / `test_labels` (see genlab.tokens.codes)."""
+    from genlab.errors import DataError
+    from genlab.runs.record import read_run_config
+
+    read_run_config(run_dir)  # a missing or corrupt run is reported before torch loads
+    if out.exists() and not force:
+        raise DataError(f"{out}: exists (pass --force to overwrite)")
     import torch
 
-    from genlab.errors import DataError
     from genlab.runs import load_run, make_data
     from genlab.tokens.codes import TokenCodes, save_codes
     from genlab.tokens.metrics import encode_all
@@ -34,8 +39,6 @@ def encode(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    if out.exists() and not force:  # before any work
-        raise DataError(f"{out}: exists (pass --force to overwrite)")
     run = load_run(run_dir)
     if not isinstance(run.model, Tokenizer):
         raise ConfigError(f"{run_dir}: model.family = {run.family.name!r} is not a tokenizer "
