@@ -15,8 +15,7 @@ codes are the held-out test split, never to be used for any choice.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 
 from genlab.errors import DataError
+from genlab.train.checkpoint import atomic_write
 
 __all__ = ["TokenCodes", "load_codes", "save_codes"]
 
@@ -70,8 +70,9 @@ class TokenCodes:
 
 
 def save_codes(path: str | Path, codes: TokenCodes, *, overwrite: bool = False) -> Path:
-    """Write `codes` to `path` (.npz) atomically (a temporary file renamed into place); an
-    existing file is kept unless `overwrite`."""
+    """Write `codes` to `path` (.npz) atomically (`genlab.train.checkpoint.atomic_write`:
+    a synced temporary file renamed into place); an existing file is kept unless
+    `overwrite`."""
     path = Path(path)
     if path.suffix != ".npz":
         raise DataError(f"{path}: codes are written as .npz")
@@ -84,15 +85,10 @@ def save_codes(path: str | Path, codes: TokenCodes, *, overwrite: bool = False) 
         labels = getattr(codes, name)
         if labels is not None:
             arrays[name] = labels.long().numpy()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, buffer.getvalue())
     return path
 
 
