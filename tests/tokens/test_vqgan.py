@@ -130,3 +130,31 @@ def test_perceptual_distance_is_zero_only_for_equal_images_and_frozen() -> None:
     with pytest.raises(ValueError, match="1x8x8"):
         VQGAN(*conv_pair(1, 3), FSQ((4, 4, 4)), (1, 16, 16), 17,
               discriminator=patch_discriminator((1, 16, 16)), perceptual_weight=1.0)  # fmt: skip
+
+
+def test_resume_is_exact_across_the_discriminator_start(tmp_path) -> None:
+    """Training 6 steps at once equals 3 steps, a checkpoint, and 3 more: the step counter,
+    the codebook statistics and the restarts are part of the saved state."""
+    from safetensors.torch import load_file
+
+    from genlab.tokens.vq import VectorQuantizer
+    from genlab.train import TrainConfig, fit
+    from genlab.train.checkpoint import MODEL_FILE
+
+    def model() -> VQGAN:
+        torch.manual_seed(0)
+        quantizer = VectorQuantizer(4, 8, codebook_dim=2, cosine=True, dead_after=1,
+                                    gradient="rotation")  # fmt: skip
+        return VQGAN(*conv_pair(1, 4, channels=4), quantizer, (1, 8, 8), 17,
+                     discriminator=patch_discriminator((1, 8, 8), channels=4),
+                     disc_start=4, perceptual_weight=1.0)  # fmt: skip
+
+    data = torch.randint(0, 17, (40, 1, 8, 8)).float() / 8 - 1
+    cfg = TrainConfig(steps=6, batch_size=8, checkpoint_every=3, progress=False, warmup_steps=1)
+    straight = fit(model(), data, cfg, tmp_path / "a").checkpoint
+    fit(model(), data, cfg.model_copy(update={"steps": 3}), tmp_path / "b")
+    resumed = fit(model(), data, cfg, tmp_path / "b", resume=True).checkpoint
+    a, b = load_file(str(straight / MODEL_FILE)), load_file(str(resumed / MODEL_FILE))
+    assert int(a["step"]) == 6 and a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
