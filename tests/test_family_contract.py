@@ -33,6 +33,10 @@ SMALL: dict[str, dict[str, Any]] = {
     "glow": {"flow": {"steps": 2, "hidden": 8, "levels": 1}},
     "vae": {"vae": {"hidden": 32, "latent_dim": 4}},
     "categorical-vae": {"categorical-vae": {"hidden": 32, "n_latents": 4, "n_classes": 4}},
+    "vqvae": {"tokenizer": {"channels": 8, "vq": {"codebook_size": 16}}},
+    "fsq": {"tokenizer": {"channels": 8, "fsq": {"levels": [4, 4]}}},
+    "gumbel-vq": {"tokenizer": {"channels": 8, "gumbel": {"codebook_size": 16}}},
+    "vqgan": {"tokenizer": {"channels": 8, "gan": {"disc_start": 0, "disc_channels": 8}}},
 }  # fmt: skip
 DATA = {
     VECTOR: {"name": "moons", "n_train": 256, "n_test": 64},

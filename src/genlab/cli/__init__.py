@@ -1,10 +1,10 @@
-"""The `genlab` command line: train, sample, eval, generate, demo, families, bench.
+"""The `genlab` command line: train, sample, eval, generate, encode, demo, families, bench.
 
 `genlab.cli.app` holds the application and the entry point `main`; each command module
 registers its commands when imported here.
 """
 
-from genlab.cli import bench, generate, run, tools
+from genlab.cli import bench, generate, run, tokens, tools
 from genlab.cli.app import app, main
 
-__all__ = ["app", "bench", "generate", "main", "run", "tools"]
+__all__ = ["app", "bench", "generate", "main", "run", "tokens", "tools"]

@@ -62,15 +62,20 @@ class DigitsFeatureNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
 
-    def features(self, x: Tensor) -> Tensor:
-        """(B, 1, 8, 8) in [-1, 1] -> (B, 128): the non-negative penultimate activations."""
+    def activations(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, 1, 8, 8) in [-1, 1] -> the three ReLU activations (B, 32, 8, 8),
+        (B, 64, 8, 8) and the features (B, 128) (what a perceptual loss compares)."""
         if x.dim() != 4 or tuple(x.shape[1:]) != (1, 8, 8):
             raise ValueError(f"expected images of shape (B, 1, 8, 8), got {tuple(x.shape)}")
-        h = torch.relu(self.conv1(x))  # (B, 32, 8, 8)
-        h = torch.relu(self.conv2(h))  # (B, 64, 8, 8)
-        h = nn.functional.max_pool2d(h, 2)  # (B, 64, 4, 4)
+        h1 = torch.relu(self.conv1(x))  # (B, 32, 8, 8)
+        h2 = torch.relu(self.conv2(h1))  # (B, 64, 8, 8)
+        h = nn.functional.max_pool2d(h2, 2)  # (B, 64, 4, 4)
         h = nn.functional.avg_pool2d(h, 2)  # (B, 64, 2, 2)
-        return torch.relu(self.fc(h.flatten(1)))  # (B, 128)
+        return h1, h2, torch.relu(self.fc(h.flatten(1)))  # ..., (B, 128)
+
+    def features(self, x: Tensor) -> Tensor:
+        """(B, 1, 8, 8) in [-1, 1] -> (B, 128): the non-negative penultimate activations."""
+        return self.activations(x)[-1]
 
     def logits(self, x: Tensor) -> Tensor:
         """(B, 1, 8, 8) in [-1, 1] -> (B, 10) class logits."""
