@@ -15,7 +15,7 @@ Only genlab's own table resolves names, so a config can never import arbitrary c
 from __future__ import annotations
 
 from genlab.errors import ConfigError
-from genlab.families import cnf, diffusion, flows, vae
+from genlab.families import cnf, diffusion, flows, token_prior, vae
 from genlab.families.base import (
     IMAGE,
     VECTOR,
@@ -75,5 +75,5 @@ def all_families() -> tuple[Family, ...]:
     return tuple(_TABLE[n] for n in names())
 
 
-for _family in (diffusion.FAMILY, *flows.FAMILIES, cnf.FAMILY, *vae.FAMILIES):
+for _family in (diffusion.FAMILY, *flows.FAMILIES, cnf.FAMILY, *vae.FAMILIES, token_prior.FAMILY):
     register(_family)
