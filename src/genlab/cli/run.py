@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from genlab.cli.app import app, console
+from genlab.cli.decode import DecodeOpt, TemperatureOpt, TopKOpt, TopPOpt
 from genlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -59,12 +60,15 @@ def _spec(
     nfe: int | None,
     schedule: str | None,
     guidance: float | None = None,
+    decoding: tuple[str | None, float | None, int | None, float | None] = (None,) * 4,
 ) -> SampleSpec:
-    """Flags first, then the run's [sample] section, then the family's defaults."""
+    """Flags first, then the run's [sample] section, then the family's defaults; `decoding`
+    is (decode, temperature, top_k, top_p) of a token prior."""
     from genlab.runs import SampleSpec
 
     s = cfg.sample
-    return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule, guidance)
+    return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule, guidance,
+                      *decoding)  # fmt: skip
 
 
 SamplerOpt = Annotated[str | None, typer.Option("--sampler", help="Sampler name (run default).")]
@@ -124,9 +128,14 @@ def sample(
     seed: SeedOpt = None,
     class_: ClassOpt = None,
     guidance: GuidanceOpt = None,
+    decode: DecodeOpt = None,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
 ) -> None:
     """Draw samples from a trained run; write them as .npy, a .png scatter over test data
-    (points) or a .png image grid (image runs)."""
+    (points) or a .png image grid (image runs). Token priors decode with --decode
+    (plain, medusa, speculative), --temperature (0: greedy), --top-k and --top-p."""
     import numpy as np
 
     from genlab.runs import draw, load_run
@@ -140,8 +149,8 @@ def sample(
     labels, per_row = _labels(run, count, class_)
     count = count if labels is None else labels.shape[0]
     _needs_labels(guidance, labels)
-    x = draw(run, count, _spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
-             cond=labels)  # fmt: skip
+    spec = _spec(run.config, sampler, nfe, schedule, guidance, (decode, temperature, top_k, top_p))
+    x = draw(run, count, spec, seed=seed, cond=labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not png:
         np.save(out, x.numpy())
@@ -200,6 +209,10 @@ def eval_(
     schedule: ScheduleOpt = None,
     seed: SeedOpt = None,
     guidance: GuidanceOpt = None,
+    decode: DecodeOpt = None,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
     likelihood: Annotated[
         bool,
         typer.Option(
@@ -227,7 +240,7 @@ def eval_(
     run = load_run(run_dir)
     data = make_data(run.config.data)
     estimates = _test_likelihood(run, data) if likelihood else []
-    spec = _spec(run.config, sampler, nfe, schedule, guidance)
+    spec = _spec(run.config, sampler, nfe, schedule, guidance, (decode, temperature, top_k, top_p))
     seed = run.config.sample.seed if seed is None else seed
     count = n or data.test.shape[0]
     labels = test_labels(data, count) if run.config.model.num_classes > 0 else None
