@@ -70,7 +70,7 @@ def config_of(family: Family, kind: str, root: Path | None = None) -> RunConfig:
         values["data"]["dequantize"] = True
     sections = [SMALL.get(family.name, {})]
     if family.prepare is not None:
-        assert family.name in DEPENDENCIES, f"{family.name}: built on another run; extend DEPENDENCIES"
+        assert family.name in DEPENDENCIES, f"{family.name}: add its run to DEPENDENCIES"
         assert root is not None
         sections.append(DEPENDENCIES[family.name](root))
     for section, options in (item for s in sections for item in s.items()):
