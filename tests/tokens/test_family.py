@@ -146,3 +146,29 @@ def test_other_families_refuse_decode_options(tmp_path, capsys) -> None:
     code, _, err = run_cli(["sample", tmp_path / "r", "--out", tmp_path / "s.npy",
                             "--decode", "medusa"], capsys)  # fmt: skip
     assert_one_line_error(code, err, "decode", "not a sampling option")
+
+
+def test_bench_medusa_reports_identity_speed_and_exactness(runs, capsys) -> None:
+    out = runs / "medusa.json"
+    code, text, err = run_cli(["bench", "medusa", runs / "prior", "--sequences", 12,
+                               "--timing", 3, "--seeds", 2, "--samples", 40, "--out", out],
+                              capsys)  # fmt: skip
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["greedy"]["identical"] == report["greedy"]["sequences"] == 12
+    assert report["greedy"]["generated_tokens"] == 16 - 4  # prompts: the first row of 4 codes
+    for key in ("greedy", "speculative", "typical"):
+        section = report[key]
+        assert section["tokens_per_forward"] >= 1.0 and section["speedup_cpu"] > 0
+    assert len(report["heads"]) == 2 and "top-5" in text
+
+
+def test_chi_square_of_token_histograms() -> None:
+    from genlab.bench.medusa import chi_square
+
+    a = torch.randint(4, (400, 3), generator=torch.Generator().manual_seed(0))
+    assert chi_square(a, a.clone(), 4) == (1.0, 1.0)  # identical histograms
+    b = a.clone()
+    b[:, 1] = 0  # one position differs
+    low, corrected = chi_square(a, b, 4)
+    assert low < 1e-20 and corrected == pytest.approx(3 * low)
