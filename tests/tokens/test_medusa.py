@@ -115,24 +115,13 @@ def test_typical_acceptance_samples_valid_sequences() -> None:
     net = tiny_net(grid=(3, 4))
     heads = tiny_heads(net)
     g = torch.Generator().manual_seed(1)
-    codes, stats = medusa_decode(
-        net,
-        heads,
-        Tree.full((2, 2)),
-        None,
-        generator=g,
-        sampling=TokenSampling(1.0),
-        typical=(0.09, 0.3),
-    )
+
+    def typical(eps: float, delta: float):
+        return medusa_decode(net, heads, Tree.full((2, 2)), None, generator=g,
+                             sampling=TokenSampling(1.0), typical=(eps, delta))  # fmt: skip
+
+    codes, _ = typical(0.09, 0.3)
     assert codes.shape == (12,) and 0 <= int(codes.min()) and int(codes.max()) < 5
     # a threshold of 1 accepts no candidate: one token per forward pass, like plain decoding
-    codes, stats = medusa_decode(
-        net,
-        heads,
-        Tree.full((2, 2)),
-        None,
-        generator=g,
-        sampling=TokenSampling(1.0),
-        typical=(1.0, 10.0),
-    )
+    _, stats = typical(1.0, 10.0)
     assert stats.accepted == [1] * 11 and stats.forwards == 12

@@ -15,6 +15,7 @@ from genlab.diffusion.guidance import ClassifierFreeGuidance
 from genlab.diffusion.objectives import DenoisingLoss
 from genlab.diffusion.presets import Component, build_objective, get_preset
 from genlab.diffusion.sample import sample as sample_with_budget
+from genlab.nets.layers import drop_labels
 from genlab.ode.options import ODEOptions
 from genlab.protocol import GenerativeModel
 
@@ -99,8 +100,7 @@ class Diffusion(GenerativeModel):
         label with probability `label_dropout`, so one network learns the conditional and
         the unconditional model (Ho & Salimans 2022, Alg. 1)."""
         if cond is not None and self.training and self.label_dropout > 0:
-            drop = torch.rand(cond.shape[0], device=cond.device) < self.label_dropout
-            cond = torch.where(drop, torch.full_like(cond, self.null_label), cond)  # type: ignore[arg-type]
+            cond = drop_labels(cond, self.label_dropout, self.null_label)  # type: ignore[arg-type]
         return self.objective(self.net, x, cond)
 
     @torch.no_grad()

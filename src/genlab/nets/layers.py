@@ -18,6 +18,7 @@ from genlab.nets.mlp import sinusoidal_embedding
 __all__ = [
     "Attention",
     "LabelEmbedding",
+    "drop_labels",
     "TimeEmbedding",
     "maybe_checkpoint",
     "modulate",
@@ -94,6 +95,13 @@ class LabelEmbedding(nn.Module):
                 f"got range [{int(labels.min())}, {int(labels.max())}]"
             )
         return self.table(labels)  # (B, dim)
+
+
+def drop_labels(labels: Tensor, p: float, null: int) -> Tensor:
+    """Labels (B,) each replaced by the `null` label with probability p, so that one network
+    learns the conditional and the unconditional model (Ho & Salimans 2022, Alg. 1)."""
+    drop = torch.rand(labels.shape[0], device=labels.device) < p  # (B,)
+    return torch.where(drop, torch.full_like(labels, null), labels)
 
 
 class Attention(nn.Module):

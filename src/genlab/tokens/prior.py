@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.errors import ConfigError, DataError
+from genlab.nets.layers import drop_labels
 from genlab.protocol import GenerativeModel
 from genlab.tokens.medusa import MedusaHeads, Tree, medusa_decode
 from genlab.tokens.protocol import Tokenizer
@@ -185,8 +186,7 @@ class TokenPrior(GenerativeModel):
         """Labels with each replaced by the null class with probability label_dropout."""
         if cond is None or self.label_dropout == 0 or not self.training:
             return cond
-        drop = torch.rand(cond.shape, device=cond.device) < self.label_dropout
-        return torch.where(drop, torch.full_like(cond, self.cfg.num_classes), cond)
+        return drop_labels(cond, self.label_dropout, self.cfg.num_classes)
 
     def _head_loss(self, hidden: Tensor, logits: Tensor, codes: Tensor) -> Tensor:
         """sum_k head_weight decay^k CE(head k at i, target at i + k), per example (B,)."""
