@@ -17,8 +17,8 @@ from cli_helpers import assert_one_line_error, run_cli
 from tokens.standin import FAMILY, tokenizer_config
 
 from genlab import families
-from genlab.config import dumps_toml
-from genlab.runs import load_run
+from genlab.config import dumps_toml, load_config
+from genlab.runs import build_model, load_run
 
 TRAIN = {"steps": 6, "batch_size": 64, "warmup_steps": 1, "checkpoint_every": 6,
          "progress": False, "lr": 3e-3}  # fmt: skip
@@ -105,6 +105,11 @@ def test_medusa1_heads_train_on_a_frozen_base_prior(runs, capsys) -> None:
     for name, value in base.state_dict().items():
         if name.startswith(("net.", "tokenizer.")):
             assert torch.equal(value, heads.state_dict()[name]), name
+    # before training, each head is the identity block and the trained prior's projection
+    fresh = build_model(families.get("token-prior").prepare(load_config(runs / "medusa1.toml")),
+                        (1, 8, 8))  # fmt: skip
+    assert torch.equal(fresh.heads.proj, base.net.head.weight.expand(3, -1, -1))
+    assert not fresh.heads.res_weight.any()
     # a network option that contradicts the base is refused
     cfg["token-prior"]["dim"] = 32
     (runs / "bad.toml").write_text(dumps_toml(cfg))

@@ -200,6 +200,8 @@ def _load_sources(model: TokenPrior, o: TokenPriorOptions) -> None:
                 if k.startswith(("net.", "tokenizer.")) or k == "ready"
             }
             model.load_state_dict(state, strict=False)
+            assert model.heads is not None  # a run on a base prior trains heads
+            model.heads.copy_projection(model.net.head.weight)  # from the trained prior
         return
     assert o.tokenizer_record is not None
     tokenizer = sources.trained(o.tokenizer_run, o.tokenizer_record)

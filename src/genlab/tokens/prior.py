@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ from genlab.tokens.transformer import PriorTransformer, TransformerConfig
 __all__ = ["DECODERS", "Decoding", "TokenPrior", "head_hits"]
 
 Decode = Literal["plain", "medusa", "speculative"]
-DECODERS = ("plain", "medusa", "speculative")
+DECODERS: tuple[str, ...] = get_args(Decode)
 RANKS = 10  # ranks of the running head accuracy that sparse trees are built from
 ACCURACY_MOMENTUM = 0.99
 
@@ -54,9 +54,9 @@ class Decoding:
     with (epsilon, delta) = `typical`, over `tree`, by default the sparse tree of
     `tree_nodes` candidates (default: the model's) from the running head accuracies) or
     "speculative" (exact speculative sampling with a chain of the first `draft` heads,
-    default all). Medusa and speculative decoding
-    run one sequence at a time (batch 1, the latency setting they are made for). `guidance`:
-    classifier-free guidance scale of plain decoding."""
+    default all). Medusa and speculative decoding run one sequence at a time (batch 1, the
+    latency setting they are made for). `guidance`: classifier-free guidance scale of plain
+    decoding."""
 
     decode: Decode = "plain"
     sampling: TokenSampling = TokenSampling()
