@@ -156,14 +156,16 @@ def test_other_families_refuse_decode_options(tmp_path, capsys) -> None:
 def test_bench_medusa_reports_identity_speed_and_exactness(runs, capsys) -> None:
     out = runs / "medusa.json"
     code, text, err = run_cli(["bench", "medusa", runs / "prior", "--sequences", 12,
-                               "--timing", 3, "--seeds", 2, "--samples", 40, "--out", out],
+                               "--timing", 3, "--seeds", 2, "--samples", 40, "--tree-nodes", "2,6",
+                               "--out", out],
                               capsys)  # fmt: skip
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["greedy"]["identical"] == report["greedy"]["sequences"] == 12
-    assert report["greedy"]["generated_tokens"] == 16 - 4  # prompts: the first row of 4 codes
-    for key in ("greedy", "speculative", "typical"):
-        section = report[key]
+    assert [r["tree_nodes"] for r in report["greedy"]] == [2, 6]
+    for row in report["greedy"]:
+        assert row["identical"] == row["sequences"] == 12
+        assert row["generated_tokens"] == 16 - 4  # prompts: the first row of 4 codes
+    for section in (*report["greedy"], report["speculative"], report["typical"]):
         assert section["tokens_per_forward"] >= 1.0 and section["speedup_cpu"] > 0
     assert len(report["heads"]) == 2 and "top-5" in text
 

@@ -1,7 +1,8 @@
 """Medusa and speculative decoding of a token prior against plain KV-cached decoding.
 
 ``genlab bench medusa RUN [--sequences 1000] [--timing 64] [--seeds 5] [--samples 1000]
-[--prompt-rows 1] [--temperature 1] [--tree-nodes N] [--threads 1] [--out FILE]``
+[--prompt-rows 1] [--temperature 1] [--tree-nodes 4,8,16] [--draft K] [--threads 1]
+[--out FILE]``
 
 RUN is a token-prior run with Medusa heads. Every decoder runs at batch 1 (the latency
 setting speculative decoding is made for) and generates the same tokens per sequence:
@@ -10,16 +11,19 @@ setting speculative decoding is made for) and generates the same tokens per sequ
   agreement with the prior's own argmax (what greedy verification accepts);
 - greedy: `--sequences` prompts (the first `--prompt-rows` rows of codes of the digits,
   train and test images, so that greedy completions differ) completed by plain greedy
-  decoding and by greedy Medusa: how many outputs are identical token for token, accepted
-  tokens per prior forward pass, and wall-clock time per sequence;
-- speculative (exact) and typical acceptance, sampling whole sequences at `--temperature`:
-  tokens per forward, time, a chi-square test per position that the token histograms of
-  `--samples` sequences match those of plain sampling, and the FD of the decoded images
-  next to plain sampling's and the noise floor.
+  decoding and by greedy Medusa with sparse trees of each `--tree-nodes` size: how many
+  outputs are identical token for token, accepted tokens per prior forward pass, and time
+  per sequence (a larger tree accepts more per pass and costs more per pass);
+- speculative (exact, a chain of `--draft` heads) and typical acceptance (the tree size
+  fastest in the greedy runs), sampling whole sequences at `--temperature`: tokens per
+  forward, time, a chi-square test per position that the token histograms of `--samples`
+  sequences match those of plain sampling, and the FD of the decoded images next to plain
+  sampling's and the noise floor.
 
 Times are interleaved per seed (plain, then the other decoder, on the same prompts or
-seeds) and reported as medians over `--seeds`; the speedup is the median of the per-seed
-ratios, steadier than absolute times on a loaded machine.
+seeds), on the wall clock and on this process's CPU clock, and reported as medians over
+`--seeds`; a speedup is the median of the per-seed ratios, steadier than absolute times on
+a loaded machine (where the CPU clock is the steadier of the two).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,27 +148,37 @@ def _time(
     return timing
 
 
-def _greedy(model: Any, data: Any, args: dict[str, Any], log: Callable[[str], None]) -> dict:
+def _greedy(model: Any, data: Any, args: dict[str, Any], log: Callable[[str], None]) -> list:
+    """Greedy Medusa with each tree size of `args["trees"]` against plain greedy decoding of
+    the same prompts: identity, tokens per forward, interleaved timings."""
     from genlab.tokens.prior import Decoding
     from genlab.tokens.sampling import TokenSampling
 
     greedy = TokenSampling(0.0)
-    plain, medusa = Decoding("plain", greedy), Decoding("medusa", greedy, tree_nodes=args["tree"])
+    plain = Decoding("plain", greedy)
     prompts, labels = _prompts(model, data, args["sequences"], args["prompt_rows"])
-    n = prompts.shape[0]
+    n, index = prompts.shape[0], torch.arange(prompts.shape[0])
     log(f"greedy: {n} prompts of {prompts.shape[1]} codes, plain and Medusa")
-    index = torch.arange(n)
-    a, _, _ = _decode_all(model, plain, prompts, labels, index, 0)
-    b, stats, _ = _decode_all(model, medusa, prompts, labels, index, 0)
-    same = int((a == b).all(1).sum())
-    timing = _time(model, plain, medusa, prompts, labels, args["timing"], args["seeds"], n)
-    return {
-        "sequences": n,
-        "identical": same,
-        "generated_tokens": stats.tokens // n,
-        "all_tokens_per_forward": stats.tokens_per_forward,
-        **timing.summary(),
-    }
+    reference, _, _ = _decode_all(model, plain, prompts, labels, index, 0)
+    rows = []
+    for nodes in args["trees"]:
+        tree = model.default_tree(nodes)
+        medusa = Decoding("medusa", greedy, tree=tree)
+        log(f"greedy Medusa, tree of {tree.size - 1} candidates")
+        codes, stats, _ = _decode_all(model, medusa, prompts, labels, index, 0)
+        timing = _time(model, plain, medusa, prompts, labels, args["timing"], args["seeds"], n)
+        rows.append(
+            {
+                "tree_nodes": tree.size - 1,
+                "tree_depth": tree.max_depth,
+                "sequences": n,
+                "identical": int((codes == reference).all(1).sum()),
+                "generated_tokens": stats.tokens // n,
+                "all_tokens_per_forward": stats.tokens_per_forward,
+                **timing.summary(),
+            }
+        )
+    return rows
 
 
 def _sampling(
@@ -176,7 +190,8 @@ def _sampling(
     from genlab.tokens.sampling import TokenSampling
 
     how = TokenSampling(args["temperature"])
-    plain, other = Decoding("plain", how), Decoding(decode, how, tree_nodes=args["tree"])
+    plain = Decoding("plain", how)
+    other = Decoding(decode, how, tree_nodes=args["tree"], draft=args.get("draft"))
     n = args["samples"]
     labels = test_labels(data, n) if model.cfg.num_classes > 0 else None
     log(f"{decode}: {n} sequences, and {n} by plain sampling")
@@ -191,8 +206,14 @@ def _sampling(
         for name, c in (("plain", a), (decode, b))
     }
     timing = _time(model, plain, other, None, labels, args["timing"], args["seeds"], n)
+    setting = (
+        {"tree_nodes": args["tree"]}
+        if decode == "medusa"
+        else {"draft": args.get("draft") or model.heads.n_heads}
+    )
     return {
         "samples": n,
+        **setting,
         "chi2_min_p": low,
         "chi2_bonferroni_p": corrected,
         "fd": fd[decode]["fd"],
@@ -221,7 +242,9 @@ def _heads(model: Any, data: Any) -> list[dict[str, float]]:
 
 
 def run(run_dir: str | Path, log: Callable[[str], None] = print, **args: Any) -> dict[str, Any]:
-    """Every measurement of the module docstring for the run in `run_dir`."""
+    """Every measurement of the module docstring for the run in `run_dir`. `args`:
+    sequences, timing, seeds, samples, prompt_rows, temperature, trees (tree sizes of the
+    greedy runs; None: the run's), draft (None: every head)."""
     from genlab.runs import load_run, make_data
 
     loaded = load_run(run_dir)
@@ -231,72 +254,85 @@ def run(run_dir: str | Path, log: Callable[[str], None] = print, **args: Any) ->
             f"{run_dir}: not a token-prior run with Medusa heads (token-prior.medusa_heads)"
         )
     data = make_data(loaded.config.data)
-    tree = model.default_tree(args["tree"] or model.tree_nodes)
+    args = {**args, "trees": args.get("trees") or [model.tree_nodes]}
     report: dict[str, Any] = {
         "run": str(run_dir),
-        "tree_nodes": tree.size - 1,
-        "tree_depth": tree.max_depth,
         "length": model.cfg.length,
         "heads": _heads(model, data),
     }
     report["greedy"] = _greedy(model, data, args, log)
+    best = max(report["greedy"], key=lambda r: r["speedup_cpu"])  # typical: the best tree
+    args["tree"] = best["tree_nodes"]
     for decode in ("speculative", "medusa"):
         key = "typical" if decode == "medusa" else decode
         report[key] = _sampling(model, data, decode, args, log)
     return report
 
 
-def _table(title: str, rows: list[tuple[str, str]]) -> Any:
+def _table(title: str, columns: list[str], rows: list[list[str]]) -> Any:
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in rows:
-        table.add_row(key, value)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
-def _rows(section: dict[str, Any]) -> list[tuple[str, str]]:
-    out = []
-    for key, value in section.items():
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
-        out.append((key, text))
-    return out
+def _text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+GREEDY = (
+    "tree_nodes",
+    "tree_depth",
+    "identical",
+    "tokens_per_forward",
+    "plain_ms_wall",
+    "ms_wall",
+    "speedup_wall",
+    "plain_ms_cpu",
+    "ms_cpu",
+    "speedup_cpu",
+)
 
 
 def main(
     run_dir: str, *, console: Any = None, out: str | None = None, threads: int = 1, **args: Any
 ) -> dict[str, Any]:
+    """Run the benchmark and print its tables (see `run` for `args`)."""
     from rich.console import Console
 
     console = console or Console()
     torch.set_num_threads(threads)
     report = run(run_dir, log=lambda m: console.print(m, markup=False, highlight=False), **args)
-    heads = _table(
-        f"Medusa heads of {run_dir} (held-out codes)",
-        [
-            (
-                f"head {h['head']}",
-                f"top-1 {h['top1']:.3f}  top-5 {h['top5']:.3f}  "
-                f"= prior argmax {h['top1_prior']:.3f}",
-            )
-            for h in report["heads"]
-        ],
+    heads = [
+        [str(h["head"]), f"{h['top1']:.3f}", f"{h['top5']:.3f}", f"{h['top1_prior']:.3f}"]
+        for h in report["heads"]
+    ]
+    console.print(
+        _table(
+            f"Medusa heads of {run_dir} (held-out codes)",
+            ["head", "top-1", "top-5", "top-1 = prior argmax"],
+            heads,
+        )
     )
-    console.print(heads)
-    tree = f"tree of {report['tree_nodes']} candidates, depth {report['tree_depth']}"
+    n = report["greedy"][0]["sequences"]
+    console.print(
+        _table(
+            f"greedy Medusa vs plain greedy, batch 1, {n} prompts",
+            list(GREEDY),
+            [[_text(r[k]) for k in GREEDY] for r in report["greedy"]],
+        )
+    )
     for key, title in (
-        ("greedy", f"greedy: Medusa vs plain, batch 1 ({tree})"),
         ("speculative", "exact speculative sampling vs plain sampling, batch 1"),
-        ("typical", f"Medusa typical acceptance vs plain sampling ({tree})"),
+        ("typical", "Medusa typical acceptance vs plain sampling, batch 1"),
     ):
-        console.print(_table(title, _rows(report[key])))
+        rows = [[k, _text(v)] for k, v in report[key].items()]
+        console.print(_table(title, ["measure", "value"], rows))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(report, indent=1, default=_jsonable) + "\n")
+        Path(out).write_text(json.dumps(report, indent=1) + "\n")
     return report
-
-
-def _jsonable(value: Any) -> Any:
-    return asdict(value) if hasattr(value, "__dataclass_fields__") else str(value)

@@ -52,7 +52,13 @@ def bench_medusa(
         float, typer.Option("--temperature", min=0.0, help="Temperature of the sampling runs.")
     ] = 1.0,
     tree_nodes: Annotated[
-        int | None, typer.Option("--tree-nodes", min=1, help="Medusa tree size (run default).")
+        str | None,
+        typer.Option(
+            "--tree-nodes", help="Medusa tree sizes to compare, e.g. 4,8,16 (default: the run's)."
+        ),
+    ] = None,
+    draft: Annotated[
+        int | None, typer.Option("--draft", min=1, help="Heads drafting for speculative sampling.")
     ] = None,
     out: Annotated[str | None, typer.Option("--out", help="Write the report as JSON.")] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, help="torch CPU threads.")] = 1,
@@ -61,7 +67,14 @@ def bench_medusa(
     accuracies, greedy identity, tokens per forward, speedups, a chi-square test of exact
     speculative sampling and the FD of typical acceptance."""
     from genlab.bench import medusa as bench
+    from genlab.errors import ConfigError
 
+    try:
+        trees = [int(t) for t in tree_nodes.split(",")] if tree_nodes else None
+    except ValueError:
+        raise ConfigError(f"--tree-nodes {tree_nodes}: expected sizes like 4,8,16") from None
+    if trees is not None and min(trees) < 1:
+        raise ConfigError(f"--tree-nodes {tree_nodes}: sizes must be >= 1")
     bench.main(
         run_dir,
         console=console,
@@ -73,5 +86,6 @@ def bench_medusa(
         samples=samples,
         prompt_rows=prompt_rows,
         temperature=temperature,
-        tree=tree_nodes,
+        trees=trees,
+        draft=draft,
     )
