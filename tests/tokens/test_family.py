@@ -179,3 +179,14 @@ def test_chi_square_of_token_histograms() -> None:
     b[:, 1] = 0  # one position differs
     low, corrected = chi_square(a, b, 4)
     assert low < 1e-20 and corrected == pytest.approx(3 * low)
+
+
+def test_self_distilled_head_targets_need_a_base_prior(runs) -> None:
+    from genlab.config import RunConfig
+    from genlab.errors import ConfigError
+
+    values = {"data": {"name": "digits"}, "model": {"family": "token-prior"},
+              "token-prior": {"tokenizer": str(runs / "tok.toml"), "medusa_heads": 2,
+                              "head_targets": "greedy"}}  # fmt: skip
+    with pytest.raises(ConfigError, match="token-prior.head_targets: 'greedy'.*base"):
+        RunConfig.from_dict(values)

@@ -21,8 +21,9 @@ LEVELS, PIXELS = 3, 5  # codes per pixel (pool 1) and pixel levels of 1 x 2 x 2 
 def small_prior(num_classes: int = 0, **kwargs) -> TokenPrior:
     torch.manual_seed(0)
     tokenizer = PoolTokenizer((1, 2, 2), LEVELS, 1, PIXELS).double()
-    cfg = TransformerConfig(vocab=LEVELS, grid=(2, 2), num_classes=num_classes, dim=16,
-                            depth=1, heads=2)
+    cfg = TransformerConfig(
+        vocab=LEVELS, grid=(2, 2), num_classes=num_classes, dim=16, depth=1, heads=2
+    )
     prior = TokenPrior(tokenizer, cfg, **kwargs).double().eval()
     with torch.no_grad():
         prior.net.head.weight.mul_(30.0)  # conditionals far from uniform
@@ -42,8 +43,9 @@ def test_two_stage_bound_is_below_the_exact_log_probability() -> None:
     assert math.isclose(float(log_pz.exp().sum()), 1.0, abs_tol=1e-12)
     grids = codes.view(-1, 2, 2)
     # ln p(x | z) for every image and code grid: (625, 81)
-    cond = torch.stack([prior.tokenizer.decoder_log_prob(images, g.expand(625, 2, 2))
-                        for g in grids], 1)
+    cond = torch.stack(
+        [prior.tokenizer.decoder_log_prob(images, g.expand(625, 2, 2)) for g in grids], 1
+    )
     exact = torch.logsumexp(cond + log_pz, 1)  # ln P(x) = ln sum_z p(x | z) p(z)
     assert math.isclose(float(exact.exp().sum()), 1.0, abs_tol=1e-12)  # a distribution
     bound = prior.log_prob(images)
@@ -80,8 +82,11 @@ def test_loss_is_the_code_nll_and_the_weighted_head_losses() -> None:
             if i + k < 4:
                 expected[b] -= 0.5 * 0.8**k * heads[b, i, k - 1, codes[b, i + k]]
     assert torch.allclose(prior.loss(x, labels), expected, atol=1e-10)
-    assert torch.allclose(-prior.code_log_prob(codes, labels), -logp.gather(
-        2, codes[..., None]).squeeze(2).sum(1), atol=1e-12)
+    assert torch.allclose(
+        -prior.code_log_prob(codes, labels),
+        -logp.gather(2, codes[..., None]).squeeze(2).sum(1),
+        atol=1e-12,
+    )
 
 
 def test_medusa1_trains_the_heads_on_a_frozen_prior() -> None:
@@ -107,3 +112,23 @@ def test_a_prior_without_trained_tokenizer_weights_refuses_to_work() -> None:
     for call in (lambda: prior.log_prob(x), lambda: prior.sample(2), lambda: prior.loss(x)):
         with pytest.raises(DataError, match="no trained weights"):
             call()
+
+
+def test_greedy_self_distillation_trains_heads_on_the_priors_own_continuations() -> None:
+    prior = small_prior(medusa_heads=2, freeze_prior=True, head_targets="greedy").train()
+    x = (_all(PIXELS, 4)[::50].double() / (PIXELS - 1) * 2 - 1).view(-1, 1, 2, 2)  # (13, ...)
+    torch.manual_seed(3)
+    p = int(torch.randint(4, ()))  # the prefix length the loss will draw
+    torch.manual_seed(3)
+    loss = prior.loss(x)
+    codes = prior.encode(x)
+    seq = codes[:, :p].tolist()  # brute force: extend each prefix by the prior's argmax
+    for row in seq:
+        while len(row) < 4:
+            logits = prior.net.logits(prior.net.teacher_forced(torch.tensor([row + [0]]), None))
+            row.append(int(logits[0, len(row)].argmax()))
+    seq = torch.tensor(seq)
+    heads = torch.log_softmax(prior.heads(prior.net.teacher_forced(seq, None)), -1)
+    expected = -sum(0.8**k * heads[:, i, k - 1].gather(1, seq[:, i + k, None])[:, 0]
+                    for k in (1, 2) for i in range(4 - k))  # fmt: skip
+    assert torch.allclose(loss, expected, atol=1e-10)

@@ -47,9 +47,10 @@ class TokenPriorOptions(BaseModel):
     Medusa heads train (Medusa-1). Network: width `dim`, `depth` blocks of `heads` heads, MLP
     `mlp_ratio` x dim, `dropout`, `positions` ("learned", "sinusoidal" over the raster index,
     "sinusoidal-2d" over row and column). Medusa: `medusa_heads` heads, head k's loss weighted
-    `head_weight * head_decay**k`, targets the data's codes or the prior's distribution
-    ("prior", self-distillation); decoding trees of `tree_nodes` candidates. `tokenizer_run`
-    and `tokenizer_record` are filled in by `prepare`."""
+    `head_weight * head_decay**k`, targets the data's codes, the prior's distribution
+    ("prior") or, on a base prior, its own greedy or sampled continuations of data prefixes
+    ("greedy", "sampled": self-distillation); decoding trees of `tree_nodes` candidates.
+    `tokenizer_run` and `tokenizer_record` are filled in by `prepare`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -65,7 +66,7 @@ class TokenPriorOptions(BaseModel):
     medusa_heads: int = Field(0, ge=0)
     head_weight: float = Field(1.0, ge=0)
     head_decay: float = Field(0.8, gt=0, le=1)
-    head_targets: Literal["data", "prior"] = "data"
+    head_targets: Literal["data", "prior", "greedy", "sampled"] = "data"
     tree_nodes: int = Field(32, ge=1)
     tokenizer_run: str | None = None
     tokenizer_record: dict[str, Any] | None = None
@@ -86,6 +87,11 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError(
             f"{NAME}.tokenizer: name the tokenizer run (a run directory or a "
             f"TOML config), or a trained prior as {NAME}.base"
+        )
+    if o.head_targets in ("greedy", "sampled") and o.base is None:
+        raise ConfigError(
+            f"{NAME}.head_targets: {o.head_targets!r} distils a frozen prior's "
+            f"own continuations: train the heads on a {NAME}.base run"
         )
     if o.base is not None and o.medusa_heads == 0:
         raise ConfigError(

@@ -15,9 +15,10 @@ ln p(z) = logsumexp_y ln p(z | y) - ln C, an exact likelihood of the mixture.
 Training (`loss`) is maximum likelihood of the codes, -ln p(z(x) | y), plus the Medusa head
 losses: Medusa-2 trains prior and heads jointly with head k weighted `head_weight *
 head_decay**k`; Medusa-1 (`freeze_prior`) trains the heads alone on a frozen prior
-(Cai et al. 2024, sec. 2.2). Head targets are the data's codes or, with
-`head_targets = "prior"`, the prior's own predictive distribution (self-distillation,
-Cai et al. sec. 2.3.2).
+(Cai et al. 2024, sec. 2.2). Head targets (`head_targets`) are the data's codes ("data"),
+the prior's predictive distribution along them ("prior"), or, for a frozen prior, the
+prior's own continuations of data prefixes ("greedy" or "sampled": self-distillation,
+Cai et al. sec. 2.3.2), which match what greedy decoding or sampling will verify.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ __all__ = ["DECODERS", "Decoding", "TokenPrior", "head_hits"]
 
 Decode = Literal["plain", "medusa", "speculative"]
 DECODERS: tuple[str, ...] = get_args(Decode)
+HeadTargets = Literal["data", "prior", "greedy", "sampled"]
+SELF_DISTILLED = ("greedy", "sampled")  # targets from the prior's own continuations
 RANKS = 10  # ranks of the running head accuracy that sparse trees are built from
 ACCURACY_MOMENTUM = 0.99
 
@@ -91,7 +94,7 @@ class TokenPrior(GenerativeModel):
         medusa_heads: int = 0,
         head_weight: float = 1.0,
         head_decay: float = 0.8,
-        head_targets: Literal["data", "prior"] = "data",
+        head_targets: HeadTargets = "data",
         freeze_prior: bool = False,
         label_dropout: float = 0.0,
         tree_nodes: int = 32,
@@ -173,6 +176,8 @@ class TokenPrior(GenerativeModel):
         """-ln p(z(x) | y) (unless the prior is frozen) plus the weighted head losses, (B,)."""
         codes = self.encode(x)  # (B, L)
         labels = self._drop_labels(cond)
+        if self.head_targets in SELF_DISTILLED:
+            codes = self._continuations(codes, labels)
         hidden = self.net.teacher_forced(codes, labels)  # (B, L, D)
         logits = self.net.logits(hidden)  # (B, L, K)
         loss = torch.zeros(codes.shape[0], device=codes.device)
@@ -187,6 +192,18 @@ class TokenPrior(GenerativeModel):
         if cond is None or self.label_dropout == 0 or not self.training:
             return cond
         return drop_labels(cond, self.label_dropout, self.cfg.num_classes)
+
+    def _continuations(self, codes: Tensor, labels: Tensor | None) -> Tensor:
+        """Self-distillation data for the heads of a frozen prior (Cai et al. 2024, sec.
+        2.3.2): the first P codes of each sequence (B, L), P uniform in 0..L-1 (one per batch),
+        continued by the prior itself, greedily or by sampling at temperature 1. Greedy
+        continuations are a function of the prefix, which heads can learn to predict."""
+        assert self.freeze_prior, "self-distilled head targets need a frozen prior"
+        p = int(torch.randint(self.cfg.length, ()))
+        how = TokenSampling(0.0 if self.head_targets == "greedy" else 1.0)
+        seq, _ = plain_decode(self.net, codes.shape[0], labels, prefix=codes[:, :p] if p else None,
+                              sampling=how)  # fmt: skip
+        return seq
 
     def _head_loss(self, hidden: Tensor, logits: Tensor, codes: Tensor) -> Tensor:
         """sum_k head_weight decay^k CE(head k at i, target at i + k), per example (B,)."""
