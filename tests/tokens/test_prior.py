@@ -129,6 +129,10 @@ def test_greedy_self_distillation_trains_heads_on_the_priors_own_continuations()
             row.append(int(logits[0, len(row)].argmax()))
     seq = torch.tensor(seq)
     heads = torch.log_softmax(prior.heads(prior.net.teacher_forced(seq, None)), -1)
-    expected = -sum(0.8**k * heads[:, i, k - 1].gather(1, seq[:, i + k, None])[:, 0]
-                    for k in (1, 2) for i in range(4 - k))  # fmt: skip
+    expected = -sum(  # the heads learn the continuation: targets at positions >= p
+        0.8**k * heads[:, i, k - 1].gather(1, seq[:, i + k, None])[:, 0]
+        for k in (1, 2)
+        for i in range(4 - k)
+        if i + k >= p
+    )
     assert torch.allclose(loss, expected, atol=1e-10)

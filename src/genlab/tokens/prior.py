@@ -176,15 +176,16 @@ class TokenPrior(GenerativeModel):
         """-ln p(z(x) | y) (unless the prior is frozen) plus the weighted head losses, (B,)."""
         codes = self.encode(x)  # (B, L)
         labels = self._drop_labels(cond)
+        start = 0  # the first position whose code is a target of the heads
         if self.head_targets in SELF_DISTILLED:
-            codes = self._continuations(codes, labels)
+            codes, start = self._continuations(codes, labels)
         hidden = self.net.teacher_forced(codes, labels)  # (B, L, D)
         logits = self.net.logits(hidden)  # (B, L, K)
         loss = torch.zeros(codes.shape[0], device=codes.device)
         if not self.freeze_prior:
             loss = F.cross_entropy(logits.transpose(1, 2), codes, reduction="none").sum(1)
         if self.heads is not None:
-            loss = loss + self._head_loss(hidden, logits.detach(), codes)
+            loss = loss + self._head_loss(hidden, logits.detach(), codes, start)
         return loss
 
     def _drop_labels(self, cond: Tensor | None) -> Tensor | None:
@@ -193,35 +194,38 @@ class TokenPrior(GenerativeModel):
             return cond
         return drop_labels(cond, self.label_dropout, self.cfg.num_classes)
 
-    def _continuations(self, codes: Tensor, labels: Tensor | None) -> Tensor:
+    def _continuations(self, codes: Tensor, labels: Tensor | None) -> tuple[Tensor, int]:
         """Self-distillation data for the heads of a frozen prior (Cai et al. 2024, sec.
         2.3.2): the first P codes of each sequence (B, L), P uniform in 0..L-1 (one per batch),
-        continued by the prior itself, greedily or by sampling at temperature 1. Greedy
-        continuations are a function of the prefix, which heads can learn to predict."""
+        continued by the prior itself, greedily or by sampling at temperature 1, and P (the
+        heads learn the continuation only). Greedy continuations are a function of the
+        prefix, which heads can learn to predict."""
         assert self.freeze_prior, "self-distilled head targets need a frozen prior"
         p = int(torch.randint(self.cfg.length, ()))
         how = TokenSampling(0.0 if self.head_targets == "greedy" else 1.0)
         seq, _ = plain_decode(self.net, codes.shape[0], labels, prefix=codes[:, :p] if p else None,
                               sampling=how)  # fmt: skip
-        return seq
+        return seq, p
 
-    def _head_loss(self, hidden: Tensor, logits: Tensor, codes: Tensor) -> Tensor:
-        """sum_k head_weight decay^k CE(head k at i, target at i + k), per example (B,)."""
+    def _head_loss(self, hidden: Tensor, logits: Tensor, codes: Tensor, start: int) -> Tensor:
+        """sum_k head_weight decay^k CE(head k at i, target at i + k) over targets at
+        positions >= start, per example (B,)."""
         assert self.heads is not None
         out = self.heads(hidden)  # (B, L, K, V)
         total = hidden.new_zeros(codes.shape[0])
         for k in range(1, min(self.heads.n_heads, codes.shape[1] - 1) + 1):
-            pred = out[:, :-k, k - 1]  # (B, L - k, V): head k predicts position i + k
+            first = max(start - k, 0)  # head k at i predicts position i + k >= start
+            pred = out[:, first:-k, k - 1]  # (B, L - k - first, V)
             if self.head_targets == "prior":
-                target = torch.softmax(logits[:, k:], -1)  # (B, L - k, V)
-                ce = -(target * torch.log_softmax(pred, -1)).sum(-1)  # (B, L - k)
+                target = torch.softmax(logits[:, first + k :], -1)  # (B, L - k - first, V)
+                ce = -(target * torch.log_softmax(pred, -1)).sum(-1)
             else:
-                ce = F.cross_entropy(pred.transpose(1, 2), codes[:, k:], reduction="none")
+                target = codes[:, first + k :]  # (B, L - k - first)
+                ce = F.cross_entropy(pred.transpose(1, 2), target, reduction="none")
             total = total + self.head_weight * self.head_decay**k * ce.sum(1)
             if self.training:
-                hits = head_hits(
-                    pred.detach(), logits[:, k:].argmax(-1), self.head_accuracy.shape[1]
-                )
+                best = logits[:, first + k :].argmax(-1)  # the prior's argmax there
+                hits = head_hits(pred.detach(), best, self.head_accuracy.shape[1])
                 self._track_accuracy(k, hits)
         self.accuracy_updates += int(self.training)
         return total
