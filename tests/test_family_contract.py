@@ -5,11 +5,13 @@ digits): `loss(x, cond)` is per example, shape (B,), and finite; `sample(n)` has
 shape; `log_prob(x)` is per example and finite for every bound the family reports; the same
 seeded generator gives the same samples; and a run directory round-trips (train a few steps
 -> load -> sample equals the model that was trained). A family added to the table later is
-picked up here without any change to this file.
+picked up here without any change to this file, unless it is built on another run (it has
+a `prepare` hook): `DEPENDENCIES` then says how to train that run for the tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,22 @@ SMALL: dict[str, dict[str, Any]] = {
     "fsq": {"tokenizer": {"channels": 8, "fsq": {"levels": [4, 4]}}},
     "gumbel-vq": {"tokenizer": {"channels": 8, "gumbel": {"codebook_size": 16}}},
     "vqgan": {"tokenizer": {"channels": 8, "gan": {"disc_start": 0, "disc_channels": 8}}},
+    "token-prior": {"token-prior": {"dim": 16, "depth": 1, "heads": 2, "medusa_heads": 2}},
 }  # fmt: skip
+
+
+def _tokenizer(root: Path) -> dict[str, dict[str, Any]]:
+    """A stand-in tokenizer run (tests/tokens/standin.py) for the token prior."""
+    from tokens.standin import train_tokenizer
+
+    return {"token-prior": {"tokenizer": str(train_tokenizer(root / "tokenizer"))}}
+
+
+# Families built on another run: for each, a function that trains that run under a
+# directory (once per module) and returns the options that name it.
+DEPENDENCIES: dict[str, Callable[[Path], dict[str, dict[str, Any]]]] = {
+    "token-prior": _tokenizer,
+}
 DATA = {
     VECTOR: {"name": "moons", "n_train": 256, "n_test": 64},
     IMAGE: {"name": "digits"},
@@ -48,20 +65,40 @@ LIKELIHOOD = {"draws": 1, "k": 4, "elbo_draws": 1, "rtol": 1e-2, "atol": 1e-2, "
 CASES = [(f, kind) for f in families.all_families() for kind in f.data]
 
 
-def config_of(family: Family, kind: str) -> RunConfig:
+def config_of(family: Family, kind: str, root: Path | None = None) -> RunConfig:
+    """The small config of a family; one built on another run is prepared (that run trained
+    under `root` first), as `train_run` does."""
     values: dict[str, Any] = {"data": dict(DATA[kind]), "model": {"family": family.name},
                               "train": dict(TRAIN), "likelihood": dict(LIKELIHOOD)}  # fmt: skip
     if kind == IMAGE and family.dequantize_images:
         values["data"]["dequantize"] = True
-    for section, options in SMALL.get(family.name, {}).items():
+    sections = [SMALL.get(family.name, {})]
+    if family.prepare is not None:
+        assert family.name in DEPENDENCIES, f"{family.name}: add its run to DEPENDENCIES"
+        assert root is not None
+        sections.append(DEPENDENCIES[family.name](root))
+    for section, options in (item for s in sections for item in s.items()):
         values.setdefault(section, {}).update(options)
-    return RunConfig.from_dict(values)
+    cfg = RunConfig.from_dict(values)
+    return cfg if family.prepare is None else family.prepare(cfg)
+
+
+@pytest.fixture(scope="module")
+def dependencies(tmp_path_factory):
+    """The directory of the runs other families are built on, with the test families they
+    need registered for the module."""
+    from tokens.standin import FAMILY as STANDIN
+
+    families.register(STANDIN, replace=True)
+    yield tmp_path_factory.mktemp("dependencies")
+    families.unregister(STANDIN.name)
 
 
 @pytest.fixture(params=CASES, ids=[f"{f.name}-{kind}" for f, kind in CASES])
 def case(request) -> tuple[Family, RunConfig]:
     family, kind = request.param
-    return family, config_of(family, kind)
+    root = request.getfixturevalue("dependencies") if family.prepare is not None else None
+    return family, config_of(family, kind, root)
 
 
 def test_loss_sample_and_log_prob_have_the_protocol_shapes(case) -> None:

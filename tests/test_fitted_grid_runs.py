@@ -119,4 +119,4 @@ def test_families_with_an_exact_sampler_refuse_the_schedule_not_the_cache() -> N
 
     with pytest.raises(ConfigError) as info:
         exact_sampling(torch.nn.Identity(), {"schedule": "fitted", "grid_store": object()})  # type: ignore[arg-type]
-    assert str(info.value).startswith("schedule: options of diffusion runs")
+    assert str(info.value).startswith("schedule: not a sampling option of this run")

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from genlab.cli.app import app, console
+from genlab.cli.decode import DecodeOpt, TemperatureOpt, TopKOpt, TopPOpt
 from genlab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -123,12 +124,15 @@ def sample_spec(
     nfe: int | None,
     schedule: str | None,
     guidance: float | None = None,
+    decoding: tuple[str | None, float | None, int | None, float | None] = (None,) * 4,
 ) -> SampleSpec:
-    """Flags first, then the run's [sample] section, then the family's defaults."""
+    """Flags first, then the run's [sample] section, then the family's defaults; `decoding`
+    is (decode, temperature, top_k, top_p) of a token prior."""
     from genlab.runs import SampleSpec
 
     s = cfg.sample
-    return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule, guidance)
+    return SampleSpec(sampler or s.sampler, nfe or s.nfe, schedule or s.schedule, guidance,
+                      *decoding)  # fmt: skip
 
 
 SamplerOpt = Annotated[str | None, typer.Option("--sampler", help="Sampler name (run default).")]
@@ -192,9 +196,14 @@ def sample(
     seed: SeedOpt = None,
     class_: ClassOpt = None,
     guidance: GuidanceOpt = None,
+    decode: DecodeOpt = None,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
 ) -> None:
     """Draw samples from a trained run; write them as .npy, a .png scatter over test data
-    (points) or a .png image grid (image runs)."""
+    (points) or a .png image grid (image runs). Token priors decode with --decode
+    (plain, medusa, speculative), --temperature (0: greedy), --top-k and --top-p."""
     from genlab.runs.record import read_run_config
 
     if out.suffix.lower() not in SAMPLE_SUFFIXES:
@@ -214,8 +223,9 @@ def sample(
     labels, per_row = _labels(run, count, class_)
     count = count if labels is None else labels.shape[0]
     _needs_labels(guidance, labels)
-    x = draw(run, count, sample_spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
-             cond=labels, log=_log)  # fmt: skip
+    decoding = (decode, temperature, top_k, top_p)
+    spec = sample_spec(run.config, sampler, nfe, schedule, guidance, decoding)
+    x = draw(run, count, spec, seed=seed, cond=labels, log=_log)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not png:
         np.save(out, x.numpy())
@@ -279,6 +289,10 @@ def eval_(
     schedule: ScheduleOpt = None,
     seed: SeedOpt = None,
     guidance: GuidanceOpt = None,
+    decode: DecodeOpt = None,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
     likelihood: Annotated[
         bool,
         typer.Option(
@@ -309,7 +323,8 @@ def eval_(
     run = load_run(run_dir)
     data = make_data(run.config.data)
     estimates = _test_likelihood(run, data) if likelihood else []
-    spec = sample_spec(run.config, sampler, nfe, schedule, guidance)
+    decoding = (decode, temperature, top_k, top_p)
+    spec = sample_spec(run.config, sampler, nfe, schedule, guidance, decoding)
     seed = run.config.sample.seed if seed is None else seed
     count = n or data.test.shape[0]
     cond, uncond, labels = eval_condition(run, data, count, guidance)

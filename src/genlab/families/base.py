@@ -100,8 +100,9 @@ def exact_sampling(model: GenerativeModel, options: Mapping[str, Any]) -> dict[s
     """A family with one exact sampler: every sampling option is refused."""
     given = sorted(k for k, v in options.items() if v is not None and k not in CONTEXT_OPTIONS)
     if given:
-        raise ConfigError(f"{', '.join(given)}: options of diffusion runs; this run samples "
-                          "exactly with its own sampler")  # fmt: skip
+        raise ConfigError(f"{', '.join(given)}: not a sampling option of this run: it samples "
+                          "exactly with its own sampler (sampler, nfe, schedule and guidance "
+                          "are options of diffusion runs)")  # fmt: skip
     return {}
 
 

@@ -18,6 +18,7 @@ from genlab.nets.mlp import sinusoidal_embedding
 __all__ = [
     "Attention",
     "LabelEmbedding",
+    "drop_labels",
     "TimeEmbedding",
     "VectorEmbedding",
     "maybe_checkpoint",
@@ -109,6 +110,13 @@ class VectorEmbedding(nn.Module):
 
     def forward(self, v: Tensor) -> Tensor:
         return self.mlp(v.to(self.mlp[0].weight.dtype))  # (B, dim)
+
+
+def drop_labels(labels: Tensor, p: float, null: int) -> Tensor:
+    """Labels (B,) each replaced by the `null` label with probability p, so that one network
+    learns the conditional and the unconditional model (Ho & Salimans 2022, Alg. 1)."""
+    drop = torch.rand(labels.shape[0], device=labels.device) < p  # (B,)
+    return torch.where(drop, torch.full_like(labels, null), labels)
 
 
 class Attention(nn.Module):

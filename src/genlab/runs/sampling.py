@@ -1,8 +1,9 @@
 """Drawing samples from a run: the family's own sampler with the options a user gave.
 
 The family record (`genlab.families`) turns the options (`sampler`, `nfe`, `schedule`,
-`guidance`; None means the run's default) into the keyword arguments of its model's
-`sample`, refusing options it does not have; the draws are deterministic from `seed`.
+`guidance` of diffusion runs; `decode`, `temperature`, `top_k`, `top_p` of token priors;
+None means the run's default) into the keyword arguments of its model's `sample`, refusing
+options it does not have; the draws are deterministic from `seed`.
 With the schedule "fitted" the family gets the run's grid cache (`genlab.runs.grids`).
 `eval_condition` is what a run is evaluated on: the test split's class labels, or its
 prompts (held-out phrasings, test captions) for a text-conditioned run; `generate` draws a
@@ -35,10 +36,16 @@ class SampleSpec:
     nfe: int | None = None
     schedule: str | None = None
     guidance: float | None = None
+    decode: str | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
 
     def options(self, callback: Callable[[dict[str, Any]], None] | None = None) -> dict:
         return {"sampler": self.sampler, "nfe": self.nfe, "schedule": self.schedule,
-                "guidance": self.guidance, "callback": callback}  # fmt: skip
+                "guidance": self.guidance, "decode": self.decode,
+                "temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
+                "callback": callback}  # fmt: skip
 
 
 def _kwargs(run: Run, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,11 +53,12 @@ def _kwargs(run: Run, options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def sampling_record(run: Run, spec: SampleSpec) -> dict[str, Any]:
-    """What samples: the resolved sampler, nfe and schedule of a diffusion run; "exact" for
-    families with their own exact sampler (ancestral, or a flow's inverse or ODE)."""
+    """What samples: the resolved sampler, nfe and schedule of a diffusion run; the decoding
+    of a token prior (e.g. "medusa (greedy)"); "exact" for families with their own exact
+    sampler (ancestral, or a flow's inverse or ODE)."""
     kwargs = _kwargs(run, spec.options())
-    return {"sampler": kwargs.get("sampler", "exact"), "nfe": kwargs.get("nfe"),
-            "schedule": kwargs.get("schedule")}  # fmt: skip
+    sampler = kwargs.get("sampler", str(kwargs.get("decoding", "exact")))
+    return {"sampler": sampler, "nfe": kwargs.get("nfe"), "schedule": kwargs.get("schedule")}
 
 
 @torch.no_grad()

@@ -1,0 +1,266 @@
+"""Medusa: extra decoding heads and tree verification (Cai et al. 2024, "Medusa: Simple LLM
+Inference Acceleration Framework with Multiple Decoding Heads").
+
+Head k (k = 1..K) reads the prior's last hidden state h_t and predicts the token k + 1 ahead
+(the prior itself predicts the next one, head k the one after k more):
+
+    p_t^(k) = softmax(W2^(k) (SiLU(W1^(k) h_t + b1^(k)) + h_t))               (Cai et al. eq. 1)
+
+W1 starts at zero, so each head starts as the prior's own projection applied to h_t (W2
+starts as a copy of it). Decoding: each head proposes its top-k tokens; the candidates form a
+tree (`Tree`) whose nodes the prior scores in ONE forward pass, each node attending to the
+cached prefix and to its own ancestors only (tree attention, Cai et al. sec. 2.1.2); the
+longest accepted path is kept, its keys and values moved into place in the cache.
+
+- greedy: a node is accepted when it is the prior's argmax after its parent, so the output
+  equals plain greedy decoding token for token;
+- typical acceptance (Cai et al. sec. 2.3.1): a node x is accepted when
+  p(x) > min(epsilon, delta exp(-H(p))) under the prior's (tempered) distribution p after its
+  parent; fast, but not distribution-exact (`genlab.tokens.speculative` is).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.tokens.sampling import DecodeStats, TokenSampling
+from genlab.tokens.transformer import KVCache, PriorTransformer
+
+__all__ = ["MedusaHeads", "Tree", "medusa_decode", "start_decoding"]
+
+
+class MedusaHeads(nn.Module):
+    """K heads over hidden states (..., D) -> logits (..., K, V) (module docstring, eq. 1).
+    The K residual blocks and projections are stacked, so all heads are one batched product."""
+
+    def __init__(self, n_heads: int, dim: int, vocab: int) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.res_weight = nn.Parameter(torch.zeros(n_heads, dim, dim))  # W1, zero-initialised
+        self.res_bias = nn.Parameter(torch.zeros(n_heads, dim))
+        self.proj = nn.Parameter(torch.zeros(n_heads, vocab, dim))  # W2
+        nn.init.normal_(self.proj, std=0.02)
+
+    @torch.no_grad()
+    def copy_projection(self, weight: Tensor) -> None:
+        """Start every head's W2 as the prior's output projection (V, D) (Cai et al. sec. 2.2.1)."""
+        self.proj.copy_(weight.expand_as(self.proj))
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        r = torch.einsum("...d,ked->...ke", hidden, self.res_weight) + self.res_bias  # (..., K, D)
+        x = F.silu(r) + hidden.unsqueeze(-2)  # (..., K, D)
+        return torch.einsum("...kd,kvd->...kv", x, self.proj)  # (..., K, V)
+
+
+@dataclass(frozen=True)
+class Tree:
+    """Candidate paths as tuples of ranks, one per depth: (0, 1) is head 1's best token
+    followed by head 2's second best. Inputs of the verification pass are the root (the next
+    token, chosen from the prior itself) then the nodes in `paths` order.
+
+    depth (T,): 0 for the root; rank (T,); parent (T,): index of the parent input (root: 0);
+    mask (T, T): ancestors and self; leaves (P, D + 1): each maximal path as input indices
+    from the root, padded with -1."""
+
+    paths: tuple[tuple[int, ...], ...]
+    depth: Tensor
+    rank: Tensor
+    parent: Tensor
+    mask: Tensor
+    leaves: Tensor
+    _truncated: dict[int, Tree] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[Sequence[int]]) -> Tree:
+        ordered = sorted({tuple(int(r) for r in p) for p in paths}, key=lambda p: (len(p), p))
+        index = {(): 0} | {p: i + 1 for i, p in enumerate(ordered)}
+        for p in ordered:
+            if not p or min(p) < 0 or p[:-1] not in index:
+                raise ValueError(f"tree path {p}: every path needs ranks >= 0 and its prefix")
+        t = len(ordered) + 1
+        parent = torch.tensor([0] + [index[p[:-1]] for p in ordered])
+        mask = torch.eye(t, dtype=torch.bool)
+        for i, p in enumerate(ordered, start=1):
+            for j in range(len(p)):
+                mask[i, index[p[:j]]] = True
+        ends = [p for p in ordered if not any(q[:-1] == p for q in ordered)] or [()]
+        depth = max(len(p) for p in ends)
+        leaves = torch.full((len(ends), depth + 1), -1)
+        for row, p in enumerate(ends):
+            leaves[row, : len(p) + 1] = torch.tensor([index[p[:j]] for j in range(len(p) + 1)])
+        return cls(
+            tuple(ordered),
+            torch.tensor([0] + [len(p) for p in ordered]),
+            torch.tensor([0] + [p[-1] for p in ordered]),
+            parent,
+            mask,
+            leaves,
+        )
+
+    @classmethod
+    def full(cls, topk: Sequence[int]) -> Tree:
+        """Every combination of head k's top-topk[k-1] tokens up to depth len(topk)."""
+        ranks = [range(k) for k in topk]
+        return cls.from_paths(
+            [p for d in range(1, len(topk) + 1) for p in itertools.product(*ranks[:d])]
+        )
+
+    @classmethod
+    def chain(cls, depth: int) -> Tree:
+        """One path: each head's best token."""
+        return cls.from_paths([(0,) * d for d in range(1, depth + 1)])
+
+    @classmethod
+    def sparse(cls, accuracy: Tensor, nodes: int) -> Tree:
+        """The `nodes` paths of highest estimated acceptance, prod_k accuracy[k, rank_k], where
+        accuracy[k, r] is how often head k+1's rank-r token is the right one (Cai et al.
+        sec. 2.3.3). A path never scores above its prefix, so greedy selection keeps the tree
+        closed under prefixes and maximises the expected accepted length sum(score)."""
+        acc = accuracy.double().clamp(1e-9, 1.0)  # (K, R)
+        chosen: list[tuple[int, ...]] = []
+        frontier: dict[tuple[int, ...], float] = {
+            (r,): float(acc[0, r]) for r in range(acc.shape[1])
+        }
+        while frontier and len(chosen) < nodes:
+            best = max(frontier, key=lambda p: (frontier[p], [-r for r in p]))
+            score = frontier.pop(best)
+            chosen.append(best)
+            if len(best) < acc.shape[0]:
+                for r in range(acc.shape[1]):
+                    frontier[(*best, r)] = score * float(acc[len(best), r])
+        return cls.from_paths(chosen)
+
+    @property
+    def size(self) -> int:
+        """Inputs of a verification pass: the root and the nodes."""
+        return self.depth.shape[0]
+
+    @property
+    def max_depth(self) -> int:
+        return self.leaves.shape[1] - 1
+
+    def max_rank(self) -> int:
+        return int(self.rank.max()) + 1
+
+    def truncated(self, depth: int) -> Tree:
+        """The paths no deeper than `depth` (the last tokens of a sequence); built once."""
+        if depth >= self.max_depth:
+            return self
+        if depth not in self._truncated:
+            self._truncated[depth] = Tree.from_paths([p for p in self.paths if len(p) <= depth])
+        return self._truncated[depth]
+
+
+@dataclass
+class DecodeState:
+    """A decoder between verification passes: the cache, the prior's logits (V,) and the
+    hidden state (D,) at the last accepted input, and the codes so far."""
+
+    cache: KVCache
+    logits: Tensor
+    hidden: Tensor
+    codes: list[int]
+    stats: DecodeStats
+
+
+def start_decoding(
+    net: PriorTransformer, label: Tensor | None, prefix: Tensor | None, extra: int
+) -> DecodeState:
+    """Forward the start token of one sequence (label: () or None) and its first codes
+    `prefix` (P,) into a cache with room for the whole sequence and `extra` candidates."""
+    cache, hidden = net.prefill(
+        None if label is None else label.view(1),
+        None if prefix is None else prefix.view(1, -1),
+        1,
+        net.cfg.length + extra,
+    )
+    h = hidden[0]  # (D,)
+    codes = [] if prefix is None else prefix.tolist()
+    return DecodeState(cache, net.logits(h), h, codes, DecodeStats(forwards=1))
+
+
+def verify(
+    net: PriorTransformer, state: DecodeState, tokens: Tensor, depth: Tensor, tree_mask: Tensor
+) -> tuple[Tensor, Tensor]:
+    """One forward pass of candidate inputs (T,) at depths (T,) with boolean attention mask
+    (T, T) among them, after the cache -> (hidden (T, D), logits (T, V)); the cache holds them
+    until `keep`."""
+    n = state.cache.length
+    mask = state.hidden.new_zeros(tokens.shape[0], n + tokens.shape[0])  # additive: 0 or -inf
+    mask[:, n:].masked_fill_(~tree_mask, -torch.inf)  # converted once, not in every layer
+    # a candidate for the last code sits one past the last input position: it is verified by
+    # its parent's output, and its own output and keys are never used
+    positions = (n + depth).clamp(max=net.cfg.length - 1)  # (T,)
+    hidden = net(tokens[None], positions, cache=state.cache, mask=mask)[0]  # (T, D)
+    state.stats.forwards += 1
+    return hidden, net.logits(hidden)
+
+
+def accept_longest(ok: Tensor, leaves: Tensor) -> Tensor:
+    """Input indices of the longest accepted path, root first: ok (T,) says whether each input
+    is accepted given its parent (the root always is); leaves (P, D + 1) as in `Tree`."""
+    padded = torch.cat([ok, ok.new_zeros(1)])  # index -1 -> False
+    run = torch.cumprod(padded[leaves].long(), dim=1)  # (P, D + 1)
+    lengths = run.sum(1)  # (P,)
+    best = int(torch.argmax(lengths))  # the first of the longest
+    return leaves[best, : int(lengths[best])]
+
+
+def typical_ok(probs: Tensor, tokens: Tensor, parent: Tensor, eps: float, delta: float) -> Tensor:
+    """Typical acceptance of each input given the prior's distribution probs (T, V) at every
+    input: p_parent(x) > min(eps, delta exp(-H(p_parent))) (Cai et al. sec. 2.3.1)."""
+    entropy = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)  # (T,)
+    threshold = torch.clamp(delta * torch.exp(-entropy), max=eps)  # (T,)
+    p = probs[parent, tokens]  # (T,)
+    ok = p > threshold[parent]
+    ok[0] = True
+    return ok
+
+
+@torch.no_grad()
+def medusa_decode(
+    net: PriorTransformer,
+    heads: MedusaHeads,
+    tree: Tree,
+    label: Tensor | None = None,
+    *,
+    prefix: Tensor | None = None,
+    sampling: TokenSampling = TokenSampling(0.0),
+    typical: tuple[float, float] = (0.09, 0.3),
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, DecodeStats]:
+    """One code sequence (L,) that starts with `prefix` (P,) if given, by Medusa: greedy
+    when `sampling.greedy` (identical to plain greedy decoding), else typical acceptance
+    with (epsilon, delta) = `typical` and the root sampled from the prior's filtered
+    distribution."""
+    if tree.max_depth > heads.n_heads:
+        raise ValueError(f"the tree is {tree.max_depth} deep; the model has {heads.n_heads} heads")
+    length = net.cfg.length
+    state = start_decoding(net, label, prefix, tree.size)
+    while len(state.codes) < length:
+        state.codes.append(int(sampling.choose(state.logits, generator)))
+        left = length - len(state.codes)
+        if left == 0:
+            break
+        t = tree.truncated(left)
+        top = torch.topk(heads(state.hidden), t.max_rank(), dim=-1).indices  # (K, R)
+        tokens = torch.cat([torch.tensor([state.codes[-1]]), top[t.depth[1:] - 1, t.rank[1:]]])
+        hidden, logits = verify(net, state, tokens, t.depth, t.mask)  # (T, D), (T, V)
+        if sampling.greedy:
+            ok = tokens == logits.argmax(-1)[t.parent]
+            ok[0] = True
+        else:
+            ok = typical_ok(sampling.probs(logits), tokens, t.parent, *typical)
+        path = accept_longest(ok, t.leaves)  # (A,)
+        state.cache.keep(path)
+        state.codes += tokens[path[1:]].tolist()
+        state.stats.accepted.append(int(path.shape[0]))
+        state.hidden, state.logits = hidden[path[-1]], logits[path[-1]]
+    state.stats.tokens = length - (0 if prefix is None else prefix.shape[0])
+    return torch.tensor(state.codes), state.stats
