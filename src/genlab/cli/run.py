@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from genlab.config import RunConfig
     from genlab.runs import Run, SampleSpec
 
-SAMPLE_SUFFIXES = (".npy", ".png")
+SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
 @app.command()
@@ -43,11 +43,23 @@ def train(
     cfg = load_config(config, set_ or [])
     run_dir = out if out is not None else Path("runs") / config.stem
     result, _ = train_run(cfg, run_dir, resume=resume)
+    _print_columns(run_dir)
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
     console.print(
         f"trained {result.steps} steps (final loss {loss}, {result.elapsed:.1f} s); "
         f"checkpoint {result.checkpoint}"
     )
+
+
+def _print_columns(run_dir: Path) -> None:
+    """The data transform of a run: what was done to which column (config.json's record)."""
+    from genlab.data.columns import describe_record
+    from genlab.runs.run import CONFIG_FILE, TRANSFORM_KEY
+
+    record = json.loads((run_dir / CONFIG_FILE).read_text()).get(TRANSFORM_KEY)
+    if record is not None:
+        console.print(f"data transform: {describe_record(record)}", markup=False,
+                      highlight=False)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- sample
@@ -125,8 +137,9 @@ def sample(
     class_: ClassOpt = None,
     guidance: GuidanceOpt = None,
 ) -> None:
-    """Draw samples from a trained run; write them as .npy, a .png scatter over test data
-    (points) or a .png image grid (image runs)."""
+    """Draw samples from a trained run; write them as .npy, .csv (raw units, with the data
+    file's header names), a .png scatter over test data (points) or a .png image grid
+    (image runs)."""
     import numpy as np
 
     from genlab.runs import draw, load_run
@@ -143,7 +156,9 @@ def sample(
     x = draw(run, count, _spec(run.config, sampler, nfe, schedule, guidance), seed=seed,
              cond=labels)  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not png:
+    if out.suffix.lower() == ".csv":
+        _write_csv(run, x, out)
+    elif not png:
         np.save(out, x.numpy())
         if labels is not None:
             np.save(out.with_name(out.stem + "-labels.npy"), labels.numpy())
@@ -154,6 +169,14 @@ def sample(
     else:
         _scatter(run, x, out)
     console.print(f"wrote {count} samples to {out}")
+
+
+def _write_csv(run: Run, x: torch.Tensor, out: Path) -> None:
+    from genlab.data.points import write_csv
+
+    if run.is_image:
+        raise ConfigError(f"--out {out}: .csv is for point runs; use .npy or .png")
+    write_csv(out, x.double().numpy(), run.header, run.column_decimals())
 
 
 def _needs_labels(guidance: float | None, labels: torch.Tensor | None) -> None:
@@ -237,7 +260,7 @@ def eval_(
         metrics = evaluate_images(x, data, labels=labels, seed=seed)
         meets = metrics["fd_ratio"] <= IMAGE_TARGET_RATIO
     else:
-        metrics = evaluate(x, data, seed=seed)
+        metrics = evaluate(x, data, seed=seed, space=run.metric_space())
         meets = metrics["sw2_ratio"] <= 2.0
     own = run.family.metrics(run, data) if run.family.metrics is not None else {}
     used = sampling_record(run, spec)
@@ -254,12 +277,14 @@ def eval_(
     title = f"{run.run_dir} ({used['sampler']}{nfe}, n {count})"
     table = _image_table(title, metrics) if run.is_image else _metrics_table(title, metrics)
     console.print(table)
+    _print_columns(run.run_dir)
     if own:
         console.print(_metrics_table(f"{run.family.name}: {run.family.describe(run.config)}", own))
     for e in estimates:
         bpd = "" if e.bpd is None else f", {e.bpd:.4f} ± {e.bpd_se:.4f} bits/dim"
+        mc = f" (estimator ± {e.mc_se:.4f} over {e.draws} draws)" if e.mc_se > 0 else ""
         console.print(f"test NLL ({e.name}, {e.n} examples): {e.nats:.4f} ± {e.nats_se:.4f} "
-                      f"nats{bpd}")  # fmt: skip
+                      f"nats{bpd}{mc}")  # fmt: skip
     console.print(f"wrote {run.run_dir / 'eval.json'}")
 
 
