@@ -94,7 +94,8 @@ def test_csv_non_numeric_row(tmp_path: Path) -> None:
 def test_csv_ragged_row(tmp_path: Path) -> None:
     path = tmp_path / "pts.csv"
     path.write_text("1,2\n3,4,5\n")
-    _expect_error(path, r"line 2 \(row index 1\) has 3 columns, expected 2 as in line 1")
+    _expect_error(path, r"line 2 \(row index 1\) has 3 columns, expected 2 as in line 1: "
+                  r"extra values from column index 2 on")
 
 
 @pytest.mark.parametrize("content", ["", "x,y\n", "\n\n"])

@@ -4,7 +4,7 @@
 registers its commands when imported here.
 """
 
-from genlab.cli import bench, run, tools
+from genlab.cli import bench, run, tabular, tools
 from genlab.cli.app import app, main
 
-__all__ = ["app", "bench", "main", "run", "tools"]
+__all__ = ["app", "bench", "main", "run", "tabular", "tools"]

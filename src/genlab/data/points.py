@@ -144,7 +144,10 @@ def _read_csv(p: Path) -> Table:
         where = f"{p}: line {lineno} (row index {i})"
         if len(fields) != width:
             first = "the header" if header is not None else f"line {rows[0][0]}"
-            raise DataError(f"{where} has {len(fields)} columns, expected {width} as in {first}")
+            what = (f"{column_label(header, len(fields))} is missing" if len(fields) < width
+                    else f"extra values from column index {width} on")  # fmt: skip
+            raise DataError(f"{where} has {len(fields)} columns, expected {width} as in {first}: "
+                            f"{what}")  # fmt: skip
         for j, field in enumerate(fields):
             values[i, j] = _cell(field, f"{where}, {column_label(header, j)}")
     return Table(p, values, header, tuple(lineno for lineno, _ in rows))
