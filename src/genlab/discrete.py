@@ -65,7 +65,7 @@ class Dequantized(Represented):
         self, x: Tensor, *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """(y, ln|det dy/ds| - D ln L) of one dequantisation draw of grid data x; (B, ...),
-        (B,): ln p_Y(y) plus the second term is one draw of the bound of ln P(v)."""
+        (B,) float64: ln p_Y(y) plus the second term is one draw of the bound of ln P(v)."""
         v = grid_to_levels(x, self.levels)
         u = torch.rand(v.shape, generator=generator, dtype=v.dtype, device="cpu").to(v.device)
         s = (v + u) / self.levels
@@ -74,7 +74,7 @@ class Dequantized(Represented):
             y, logdet = logit_forward(s, self.logit)
         else:
             y, logdet = 2.0 * s - 1.0, x.new_full((x.shape[0],), dim * LN2)
-        return y, logdet - level_shift(dim, self.levels)
+        return y, logdet.double() - level_shift(dim, self.levels)
 
     def unrepresent(self, y: Tensor) -> Tensor:
         """Grid values of the levels that the continuous y falls in (the inverse of the

@@ -1,8 +1,9 @@
 """Classical density baselines of table data, scored exactly as genlab's families are.
 
-Each baseline is a scikit-learn density fitted in the standardised coordinates of a run's
-data transform, on one dequantisation draw of the same training rows the families train on,
-and selected on the same validation rows:
+Each baseline is a scikit-learn density fitted in the per-column standardised or the
+whitened coordinates of a run's data transform (whichever validates better), on one
+dequantisation draw of the same training rows the families train on, and selected on the
+same validation rows:
 
 - a full-covariance Gaussian (the maximum-likelihood mean and covariance);
 - `sklearn.mixture.GaussianMixture`: number of components and covariance type ("full",
@@ -20,7 +21,7 @@ family differ only in the density of y.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,7 +92,9 @@ def _gmm_params(k: int, d: int, cov: str) -> int:
     return k * d + per[cov] + k - 1
 
 
-def _candidates(y: np.ndarray, seed: int) -> Iterator[tuple[str, Any, int, str]]:
+def _candidates(
+    y: np.ndarray, seed: int, components: int, bandwidths: Sequence[float]
+) -> Iterator[tuple[str, Any, int, str]]:
     """(kind, fitted estimator, parameter count, description) of every candidate, fitted
     as it is drawn."""
     from sklearn.mixture import GaussianMixture
@@ -101,10 +104,10 @@ def _candidates(y: np.ndarray, seed: int) -> Iterator[tuple[str, Any, int, str]]
     gauss = GaussianMixture(1, covariance_type="full", random_state=seed).fit(y)
     yield "gaussian", gauss, _gmm_params(1, d, "full"), "full covariance, ML fit"
     for cov in COVARIANCES:
-        for k in range(1, min(MAX_COMPONENTS, n // 2) + 1):
+        for k in range(1, min(components, n // 2) + 1):
             gmm = GaussianMixture(k, covariance_type=cov, n_init=3, random_state=seed).fit(y)
             yield "gmm", gmm, _gmm_params(k, d, cov), f"{k} components, {cov}"
-    for bw in BANDWIDTHS:
+    for bw in bandwidths:
         kde = KernelDensity(bandwidth=float(bw)).fit(y)
         yield "kde", kde, n * d, f"bandwidth {bw:.3g} (standardised units)"
 
@@ -113,30 +116,32 @@ NAMES = {"gaussian": "full-covariance Gaussian", "gmm": "GaussianMixture", "kde"
 
 
 def fit_baselines(
-    transform: ColumnTransform,
+    transforms: Mapping[str, ColumnTransform],
     train: Tensor,
     val: Tensor,
     settings: Any,
     *,
     seed: int = 0,
+    components: int = MAX_COMPONENTS,
+    bandwidths: Sequence[float] = tuple(BANDWIDTHS),
 ) -> list[Baseline]:
     """The three baselines of raw rows `train`, each selected by its mean NLL on the raw
-    rows `val` (`settings`: the draws and seed of `genlab.eval.likelihood`)."""
-    gen = torch.Generator().manual_seed(seed)
-    y = transform(transform.dequantize(train.double(), gen))[0].numpy()  # (N, D) one draw
-    best: dict[str, tuple[float, Any, int, str]] = {}
+    rows `val` (`settings`: the draws and seed of `genlab.eval.likelihood`) among 1 to
+    `components` mixture components of each covariance type and the KDE `bandwidths`, in
+    the coordinates of each of the named `transforms`."""
+    best: dict[str, tuple[float, Transformed, int, str]] = {}
     seconds: dict[str, float] = {}  # CPU seconds of fitting and selecting each kind
-    start = time.process_time()
-    for kind, est, params, what in _candidates(y, seed):
-        model = Transformed(SklearnDensity(est), transform)
-        score = float(nll(model, val, settings, EXACT).mean())
-        if kind not in best or score < best[kind][0]:
-            best[kind] = (score, est, params, what)
-        now = time.process_time()
-        seconds[kind] = seconds.get(kind, 0.0) + now - start
-        start = now
-    out = []
-    for kind, (score, est, params, what) in best.items():
-        model = Transformed(SklearnDensity(est), transform)
-        out.append(Baseline(NAMES[kind], model, params, score, what, seconds[kind]))
-    return out
+    for space, transform in transforms.items():
+        gen = torch.Generator().manual_seed(seed)
+        y = transform(transform.dequantize(train.double(), gen))[0].numpy()  # (N, D) one draw
+        start = time.process_time()
+        for kind, est, params, what in _candidates(y, seed, components, bandwidths):
+            model = Transformed(SklearnDensity(est), transform)
+            score = float(nll(model, val, settings, EXACT).mean())
+            if kind not in best or score < best[kind][0]:
+                best[kind] = (score, model, params, f"{what}; {space} coordinates")
+            now = time.process_time()
+            seconds[kind] = seconds.get(kind, 0.0) + now - start
+            start = now
+    return [Baseline(NAMES[kind], model, params, score, what, seconds[kind])
+            for kind, (score, model, params, what) in best.items()]  # fmt: skip

@@ -108,28 +108,31 @@ def _measure_run(run: Any, data: Any) -> dict[str, float]:
 
 
 def baseline_rows(config: Path, overrides: Sequence[str], log: Callable[[str], None]) -> list[Row]:
-    """The baselines of the table of `config` (its data, split and likelihood settings)."""
+    """The baselines of the table of `config` (its data, split and likelihood settings),
+    fitted in per-column standardised and in whitened coordinates."""
     import time
 
     from genlab.bench.baselines import fit_baselines
+    from genlab.data.columns import fit_columns
     from genlab.eval.likelihood import estimate
     from genlab.families import LikelihoodBound
     from genlab.runs import make_data
-    from genlab.runs.stage import fit_stage, fitted_rows
+    from genlab.runs.stage import fitted_rows
     from genlab.transform import ColumnTransform
 
     cfg = load(config, overrides)
     data = make_data(cfg.data)
-    stats = fit_stage(cfg, data)
-    if stats is None:
-        raise ConfigError(f"{config}: the baselines need a data transform (data.transform)")
     table, train_rows, val_rows = fitted_rows(cfg, data)
+    d = cfg.data
+    spaces = {name: ColumnTransform.from_stats(fit_columns(
+        table, train_rows, scaling=scaling, log=d.log_columns, grid=d.grid_columns))
+        for name, scaling in (("standardised", "standard"), ("whitened", "whiten"))}  # fmt: skip
     raw = torch.from_numpy(table.values)  # (N, D) float64
     val = raw[val_rows] if val_rows is not None else raw[train_rows]
     log(f"[baselines] fitting on {len(train_rows)} rows, selecting on {len(val)}")
     s = cfg.likelihood
     rows = []
-    for b in fit_baselines(ColumnTransform.from_stats(stats), raw[train_rows], val, s):
+    for b in fit_baselines(spaces, raw[train_rows], val, s):
         start = time.process_time()
         (e,) = estimate(b.model, data.test[: s.n], s, [LikelihoodBound("exact")])
         quality = sample_quality(_sampler(b.model), data, b.model.standardize)

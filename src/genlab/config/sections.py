@@ -59,10 +59,12 @@ class DataConfig(_Section):
     its log-determinant applied on load, sample and score, so likelihoods and samples are in
     the raw units of the file: `transform` scales each column by statistics of the training
     rows ("standard": mean / std, "robust": median / IQR, "none"; default "standard" for
-    point files, "none" for the built-in sets), `log_columns` log-transforms strictly positive
-    columns (header names or indices from 0, or "positive" for all), and `grid` ("auto",
-    the default for point files) detects columns recorded on a grid (counts, flags, a fixed
-    number of decimals) and dequantises them uniformly over their step ("off": never).
+    point files, "none" for the built-in sets; "whiten": "standard", then decorrelated by
+    the inverse Cholesky factor of the training covariance), `log_columns` log-transforms
+    strictly positive columns (header names or indices from 0, or "positive" for all), and
+    `grid` ("auto", the default for point files) detects columns recorded on a grid (counts,
+    flags, a fixed number of decimals) and dequantises them uniformly over their step
+    ("off": never).
     Point files hold out `n_test` rows for the test split (default 20%, at most 2000).
 
     Likelihoods of image data: pixels are discrete levels (17 for digits, 256 for 8-bit
@@ -85,7 +87,7 @@ class DataConfig(_Section):
     labels: bool = False
     dequantize: bool = False  # image sets: a continuous model of the discrete levels
     logit: float | None = Field(None, ge=0, lt=0.5)  # dequantize: y = logit(a + (1-2a) s)
-    transform: Literal["standard", "robust", "none"] | None = None  # vector data; see above
+    transform: Literal["standard", "robust", "none", "whiten"] | None = None  # vector data
     log_columns: list[str | int] | Literal["positive"] = Field(default_factory=list)
     grid: Literal["auto", "off"] | None = None
 

@@ -7,7 +7,12 @@ y = (g(x) - shift) / scale with g = log on log columns, identity elsewhere:
 - scaling "standard": the mean and standard deviation of g(x) over the training rows;
 - "robust": the median and the interquartile range / 1.349 (the standard deviation of a
   Gaussian with that IQR; Huber & Ronchetti, *Robust Statistics*, 2009, sec. 5.3);
-- "none": shift 0, scale 1.
+- "none": shift 0, scale 1;
+- "whiten": "standard", then y = W z with W = L^-1 for the Cholesky factor L L^T of the
+  correlation matrix of the standardised training rows z, so the training rows have
+  identity covariance and a model's N(0, I) base is the maximum-likelihood Gaussian
+  (ln|det W| = -sum_j ln L_jj; the decorrelation of Kessy et al. 2018, *Optimal whitening
+  and decorrelation*, with the Cholesky choice of W).
 
 Grid detection (`grid_step`). A column whose values are all multiples of 10^-k for some
 k <= `MAX_DECIMALS` (integer counts and flags: k = 0; values written with a fixed number of
@@ -35,7 +40,7 @@ __all__ = ["MAX_DECIMALS", "SCALINGS", "ColumnStats", "decimals", "describe_reco
            "fit_columns", "grid_step"]  # fmt: skip
 
 Scaling = Literal["standard", "robust", "none"]
-SCALINGS: tuple[str, ...] = ("standard", "robust", "none")
+SCALINGS: tuple[str, ...] = ("standard", "robust", "none", "whiten")
 MAX_DECIMALS = 6  # finer decimals count as continuous
 IQR_TO_STD = 1.3489795003921634  # the IQR of N(0, 1): 2 * Phi^-1(0.75)
 EXACT = 2.0**53  # integers above this are not exact in float64
@@ -53,6 +58,7 @@ class ColumnStats:
     log: np.ndarray
     step: np.ndarray
     origin: np.ndarray
+    mix: np.ndarray | None = None  # "whiten": W (D, D) lower triangular, y = W z
 
     @property
     def dim(self) -> int:
@@ -146,9 +152,21 @@ def fit_columns(
     if scaling not in SCALINGS:
         raise ConfigError(f"data.transform: {scaling!r} is not one of {', '.join(SCALINGS)}")
     train = table.values[train_rows]  # (N, D)
-    n, d = train.shape
     mask = _log_mask(log, table.names, table.header is not None)
     _check_positive(table, mask)
+    steps, origins = _grids(table, train, mask, grid)
+    g = np.where(mask, np.log(np.where(mask, train, 1.0)), train)  # (N, D)
+    shift, scale = _location_scale(g, scaling, table)
+    mix = _whitening(table, (g - shift) / scale) if scaling == "whiten" else None
+    return ColumnStats(table.names, table.header is not None, scaling, shift, scale, mask,
+                       steps, origins, mix)  # fmt: skip
+
+
+def _grids(
+    table: Table, train: np.ndarray, mask: np.ndarray, grid: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(step, origin) of each column's grid ((0, 0): continuous); constant columns refused."""
+    n, d = train.shape
     steps, origins = np.zeros(d), np.zeros(d)
     for j in range(d):
         if np.ptp(train[:, j]) == 0:
@@ -161,17 +179,28 @@ def fit_columns(
                 raise DataError(f"{table.path}: {table.column(j)}: the log transform needs "
                                 f"values > {steps[j] / 2:g} (half the grid step, once "
                                 "dequantised)")  # fmt: skip
-    g = np.where(mask, np.log(np.where(mask, train, 1.0)), train)  # (N, D)
-    shift, scale = _location_scale(g, scaling, table)
-    return ColumnStats(table.names, table.header is not None, scaling, shift, scale, mask,
-                       steps, origins)  # fmt: skip
+    return steps, origins
+
+
+def _whitening(table: Table, z: np.ndarray) -> np.ndarray:
+    """W = L^-1 for the Cholesky factor of the covariance of standardised rows z (N, D)."""
+    cov = z.T @ z / z.shape[0]  # (D, D), the columns have mean 0
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        chol = None
+    if chol is None or np.diag(chol).min() < 1e-6:
+        raise DataError(f"{table.path}: the columns are linearly dependent over the "
+                        f"{z.shape[0]} training rows: data.transform = 'whiten' needs a "
+                        "full-rank covariance (use 'standard')")  # fmt: skip
+    return np.linalg.inv(chol)
 
 
 def _location_scale(g: np.ndarray, scaling: str, table: Table) -> tuple[np.ndarray, np.ndarray]:
     d = g.shape[1]
     if scaling == "none":
         return np.zeros(d), np.ones(d)
-    if scaling == "standard":
+    if scaling in ("standard", "whiten"):
         return g.mean(0), g.std(0)
     q1, med, q3 = np.percentile(g, [25, 50, 75], axis=0)  # each (D,)
     scale = (q3 - q1) / IQR_TO_STD

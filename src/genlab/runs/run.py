@@ -223,7 +223,10 @@ def load_run(run_dir: Path | str) -> Run:
     if ckpt is None:
         raise DataError(f"{run_dir}: no checkpoint yet (train the run first)")
     columns = record.get(TRANSFORM_KEY)
-    transform = None if columns is None else ColumnTransform(math.prod(shape))
+    transform = None
+    if columns is not None:
+        whiten = columns.get("scaling") == "whiten"
+        transform = ColumnTransform(math.prod(shape), whiten=whiten)
     model = build_model(cfg, shape, transform)
     load_weights(ckpt, model, ema=True)
     model.eval()
