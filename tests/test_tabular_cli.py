@@ -146,3 +146,24 @@ def test_log_column_and_validation_rows_are_checked(
     code, _, err = run_cli(["train", cfg, "--out", tmp_path / "r"], capsys)
     assert_one_line_error(code, err, "4 rows, the split needs at least 5: 2 test rows "
                                      "(data.n_test), 1 validation row(s)")  # fmt: skip
+
+
+def test_a_transform_that_changes_nothing_is_left_out(tmp_path: Path) -> None:
+    """Continuous columns with data.transform = "none" need no stage (no wrapper, no record);
+    the default standardises; a grid column alone is enough for one."""
+    from genlab.config import load_config
+    from genlab.runs import make_data
+    from genlab.runs.stage import fit_stage
+
+    data = tmp_path / "t.csv"
+    rng = np.random.default_rng(1)
+    data.write_text("a,b\n" + "".join(f"{u:.9f},{v:.9f}\n" for u, v in rng.normal(size=(20, 2))))
+    for extra, wrapped in (('transform = "none"', False), ("", True)):
+        cfg = load_config(_config(tmp_path, data, extra=extra))
+        stats = fit_stage(cfg, make_data(cfg.data))
+        assert (stats is not None) == wrapped
+    data.write_text("a,b\n" + "".join(f"{u:.9f},{i % 3}\n" for i, (u, _) in enumerate(
+        rng.normal(size=(20, 2)))))  # fmt: skip
+    cfg = load_config(_config(tmp_path, data, extra='transform = "none"'))
+    stats = fit_stage(cfg, make_data(cfg.data))
+    assert stats is not None and stats.record()["grid"] == [["b", 1.0]]

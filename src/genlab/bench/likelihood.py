@@ -226,6 +226,29 @@ def baseline_rows(data: str) -> list[Row]:
     return []  # ring: the exact mixture's row depends on the configs' test points (run())
 
 
+def budget(max_seconds: float | None) -> list[str]:
+    """The overrides of a CPU-second training budget for every config (none if None)."""
+    if max_seconds is None:
+        return []
+    return [f"train.max_seconds={max_seconds}", 'train.time_clock="cpu"']
+
+
+def write_json(out: str | None, payload: Any) -> None:
+    """`payload` as JSON in the file `out` (its folder created); nothing when None."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(payload, indent=1))
+
+
+def console_log(console: Any) -> Callable[[str], None]:
+    """A log function printing plain lines (no markup) on a rich console."""
+
+    def log(msg: str) -> None:
+        console.print(msg, markup=False, highlight=False)
+
+    return log
+
+
 def run(
     data: str = "digits",
     *,
@@ -241,9 +264,7 @@ def run(
     """Every config's test likelihood on ``data``, baselines first; ``on_row(rows so far)``
     after each config."""
     paths = find_configs(configs, data, families)
-    extra = list(QUICK if quick else ()) + list(overrides)
-    if max_seconds is not None:
-        extra += [f"train.max_seconds={max_seconds}", 'train.time_clock="cpu"']
+    extra = [*(QUICK if quick else ()), *overrides, *budget(max_seconds)]
     cache_dir = Path(cache) / data / ("quick" if quick else "full")
     rows = baseline_rows(data)
     exact_done = False
@@ -359,16 +380,9 @@ def main(
     torch.set_num_threads(threads)
 
     def write(rows: list[Row]) -> None:
-        if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(
-                json.dumps(
-                    {"data": data, "quick": quick, "rows": [asdict(r) for r in rows]}, indent=1
-                )
-            )
+        write_json(out, {"data": data, "quick": quick, "rows": [asdict(r) for r in rows]})
 
-    def log(msg: str) -> None:
-        console.print(msg, markup=False, highlight=False)
+    log = console_log(console)
 
     rows = run(data, configs=configs, families=families, max_seconds=max_seconds,
                overrides=overrides, quick=quick, cache=cache, log=log,

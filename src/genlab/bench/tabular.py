@@ -29,7 +29,6 @@ the same training rows and selected on the same validation rows. Columns:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -40,7 +39,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from genlab.bench.likelihood import Row, configs_in, load, run_one
+from genlab.bench.likelihood import (
+    Row,
+    budget,
+    configs_in,
+    console_log,
+    load,
+    run_one,
+    write_json,
+)
 from genlab.errors import ConfigError
 
 __all__ = ["SPLIT", "TABLES", "main", "run", "sample_quality", "write_table"]
@@ -159,9 +166,7 @@ def run(
     for name in tables:
         load_sklearn(name)  # an unknown table fails before any training
     paths = configs_in(configs, "", families)
-    extra = [*SPLIT, *(QUICK if quick else ()), *overrides]
-    if max_seconds is not None:
-        extra += [f"train.max_seconds={max_seconds}", 'train.time_clock="cpu"']
+    extra = [*SPLIT, *(QUICK if quick else ()), *overrides, *budget(max_seconds)]
     root = Path(cache) / ("quick" if quick else "full")
     out: dict[str, list[Row]] = {}
     for name in tables:
@@ -283,15 +288,11 @@ def main(
     torch.set_num_threads(threads)
 
     def write(result: dict[str, list[Row]]) -> None:
-        if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            payload = {name: {"rows": [asdict(r) for r in rows], "verdict": verdict(rows)}
-                       for name, rows in result.items()}  # fmt: skip
-            Path(out).write_text(json.dumps({"quick": quick, "tables": payload}, indent=1))
+        payload = {name: {"rows": [asdict(r) for r in rows], "verdict": verdict(rows)}
+                   for name, rows in result.items()}  # fmt: skip
+        write_json(out, {"quick": quick, "tables": payload})
 
-    def log(msg: str) -> None:
-        console.print(msg, markup=False, highlight=False)
-
+    log = console_log(console)
     result = run(tables, configs=configs, families=families, max_seconds=max_seconds,
                  overrides=overrides, quick=quick, cache=cache, log=log,
                  on_row=write)  # fmt: skip

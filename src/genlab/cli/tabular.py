@@ -8,10 +8,7 @@ from typing import Annotated
 import typer
 
 from genlab.cli.app import bench_app, console
-
-
-def _names(text: str | None) -> list[str] | None:
-    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+from genlab.cli.bench import MaxSecondsOpt, OutOpt, SetOpt, ThreadsOpt, names
 
 
 @bench_app.command("tabular")
@@ -25,19 +22,14 @@ def bench_tabular(
     families: Annotated[
         str | None, typer.Option("--families", help="Comma-separated subset of the configs.")
     ] = None,
-    max_seconds: Annotated[
-        float | None,
-        typer.Option("--max-seconds", help="Training CPU-second budget of every config."),
-    ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a key of every config.")
-    ] = None,
+    max_seconds: MaxSecondsOpt = None,
+    set_: SetOpt = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 30 steps.")] = False,
     cache: Annotated[
         str, typer.Option("--cache", help="Directory of the tables, trained runs and rows.")
     ] = "runs/bench-tabular",
-    out: Annotated[str | None, typer.Option("--out", help="Write the rows as JSON here.")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 1,
+    out: OutOpt = None,
+    threads: ThreadsOpt = 1,
 ) -> None:
     """Test NLL in raw units and sample SW2 of every family on scikit-learn's wine, diabetes
     (raw units) and iris tables, next to a full-covariance Gaussian, a GaussianMixture and
@@ -45,7 +37,7 @@ def bench_tabular(
     from genlab.bench import tabular as bench
 
     bench.main(
-        _names(tables) or [], configs=configs, families=_names(families),
+        names(tables) or [], configs=configs, families=names(families),
         max_seconds=max_seconds, overrides=set_ or [], quick=quick, cache=cache, out=out,
         threads=threads, console=console,
     )  # fmt: skip

@@ -64,6 +64,12 @@ class ColumnStats:
     def dim(self) -> int:
         return len(self.names)
 
+    @property
+    def is_identity(self) -> bool:
+        """Whether the transform changes nothing (no scaling, log or grid column)."""
+        return (self.scaling == "none" and not self.log.any() and not (self.step > 0).any()
+                and self.mix is None)  # fmt: skip
+
     def describe(self) -> str:
         """One line: the scaling, the log columns and the dequantised grid columns."""
         return describe_record(self.record())

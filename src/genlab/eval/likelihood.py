@@ -100,16 +100,13 @@ def nll(
     x: Tensor,
     settings: LikelihoodSettings,
     bound: LikelihoodBound,
-    *,
-    cond: Tensor | None = None,
-    draws: int | None = None,
-    batch_size: int = EVAL_BATCH,
-    progress: bool = False,
+    **options: Any,
 ) -> Tensor:
     """-ln p(x) in nats per example, (N,) float64, by one `bound` of the model's family
-    (the keyword arguments of its `log_prob`), averaged over the draws of `nll_draws`."""
-    return nll_draws(model, x, settings, bound, cond=cond, draws=draws, batch_size=batch_size,
-                     progress=progress).mean(0)  # fmt: skip
+    (the keyword arguments of its `log_prob`), averaged over the draws of `nll_draws`
+    (`options`: its keywords `cond`, `draws`, `batch_size`; no progress bar unless
+    `progress=True`)."""
+    return nll_draws(model, x, settings, bound, **{"progress": False, **options}).mean(0)
 
 
 @dataclass

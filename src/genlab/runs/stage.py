@@ -47,10 +47,12 @@ def fitted_rows(cfg: RunConfig, data: Data) -> tuple[Table, np.ndarray, np.ndarr
 
 
 def fit_stage(cfg: RunConfig, data: Data) -> ColumnStats | None:
-    """The column statistics of the run's data transform, None when it has none."""
+    """The column statistics of the run's data transform, None when it has none (or when
+    it would change nothing: no scaling, no log column, no grid column found)."""
     if not cfg.data.has_transform:
         return None
     table, train_rows, _ = fitted_rows(cfg, data)
     d = cfg.data
-    return fit_columns(table, train_rows, scaling=d.scaling, log=d.log_columns,
-                       grid=d.grid_columns)  # fmt: skip
+    stats = fit_columns(table, train_rows, scaling=d.scaling, log=d.log_columns,
+                        grid=d.grid_columns)  # fmt: skip
+    return None if stats.is_identity else stats
