@@ -23,6 +23,7 @@ CONFIG = """
 name = "points"
 path = "{path}"
 n_test = 500
+transform = "none"
 [model]
 family = "gaussian"
 [gaussian]

@@ -19,20 +19,19 @@ the estimate of the expectation (not the bound). bits/dim = -ln P(v) / (D ln 2)
 ``loss`` trains the inner model on fresh draws of y. For families whose loss is a negative
 log-likelihood (``loss_is_nll``: flows, CNFs, VAEs) it is shifted to nats of the discrete
 data, -ln p_Y(y) - ln|det| + D ln L, which changes no gradient; a denoising loss is passed
-through unchanged.
+through unchanged (`genlab.represent.Represented`, the base of genlab's model wrappers).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from genlab.data.dequantize import logit_forward, logit_inverse
 from genlab.density import LN2, level_shift
-from genlab.protocol import GenerativeModel
+from genlab.represent import Represented, unwrap
 
 __all__ = ["Dequantized", "grid_to_levels", "levels_to_grid", "unwrap"]
 
@@ -47,33 +46,35 @@ def levels_to_grid(v: Tensor, levels: int) -> Tensor:
     return 2.0 * v / (levels - 1) - 1.0
 
 
-class Dequantized(GenerativeModel):
+class Dequantized(Represented):
     """``model`` of y = g((v + u)/L) for discrete data on the [-1, 1] grid (module docstring).
 
     ``logit``: the logit constant a (y = logit(a + (1 - 2a) s)); None for y = 2 s - 1.
     """
 
     def __init__(self, model: nn.Module, levels: int, *, logit: float | None = None) -> None:
-        super().__init__()
+        super().__init__(model)
         if levels < 2:
             raise ValueError(f"levels must be >= 2, got {levels}")
         if logit is not None and not 0.0 <= logit < 0.5:
             raise ValueError(f"logit constant must lie in [0, 0.5), got {logit}")
-        self.model, self.levels, self.logit = model, int(levels), logit
-        self.loss_is_nll = bool(getattr(model, "loss_is_nll", False))
+        self.levels, self.logit = int(levels), logit
         self.discrete = True  # log_prob bounds ln P of the discrete levels
 
     def represent(
         self, x: Tensor, *, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """(y, ln|det dy/ds|) of one dequantisation draw of grid data x; (B, ...), (B,)."""
+        """(y, ln|det dy/ds| - D ln L) of one dequantisation draw of grid data x; (B, ...),
+        (B,) float64: ln p_Y(y) plus the second term is one draw of the bound of ln P(v)."""
         v = grid_to_levels(x, self.levels)
         u = torch.rand(v.shape, generator=generator, dtype=v.dtype, device="cpu").to(v.device)
         s = (v + u) / self.levels
-        if self.logit is not None:
-            return logit_forward(s, self.logit)
         dim = math.prod(x.shape[1:])
-        return 2.0 * s - 1.0, x.new_full((x.shape[0],), dim * LN2)
+        if self.logit is not None:
+            y, logdet = logit_forward(s, self.logit)
+        else:
+            y, logdet = 2.0 * s - 1.0, x.new_full((x.shape[0],), dim * LN2)
+        return y, logdet.double() - level_shift(dim, self.levels)
 
     def unrepresent(self, y: Tensor) -> Tensor:
         """Grid values of the levels that the continuous y falls in (the inverse of the
@@ -81,46 +82,3 @@ class Dequantized(GenerativeModel):
         s = logit_inverse(y, self.logit) if self.logit is not None else (y + 1.0) / 2.0
         v = torch.floor(s * self.levels).clamp(0, self.levels - 1)
         return levels_to_grid(v, self.levels)
-
-    def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
-        """The inner loss on a fresh draw of y; an NLL is shifted to nats of the discrete x."""
-        y, logdet = self.represent(x)
-        out = self.model.loss(y, cond)
-        if self.loss_is_nll:
-            out = out - logdet + level_shift(math.prod(x.shape[1:]), self.levels)
-        return out
-
-    def log_prob(
-        self,
-        x: Tensor,
-        cond: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        **options: Any,
-    ) -> Tensor:
-        """One draw of the lower bound of ln P(v) in nats per example, (B,). ``generator``
-        draws u and is passed on to the inner ``log_prob`` (for its own randomness: Hutchinson
-        probes, importance samples); ``options`` are the inner ``log_prob``'s keywords (e.g.
-        ``ode=ODEOptions(...)``, ``k=...``)."""
-        y, logdet = self.represent(x, generator=generator)
-        lp = self.model.log_prob(y, cond, generator=generator, **options)
-        return lp + logdet.to(lp.dtype) - level_shift(math.prod(x.shape[1:]), self.levels)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        cond: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        **options: Any,
-    ) -> Tensor:
-        """n samples on the data grid, (n, *data_shape): the inner model's samples of y,
-        mapped back and floored to levels. ``options`` are the inner ``sample``'s keywords."""
-        y = self.model.sample(n, cond, generator=generator, **options)
-        return self.unrepresent(y)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The model a `Dequantized` wraps, or `model` itself if it is not one."""
-    return model.model if isinstance(model, Dequantized) else model

@@ -33,7 +33,7 @@ def test_defaults_and_solver_options() -> None:
         ({"step_size": 0.1}, "step_size is only for fixed-grid methods, not 'dopri5'"),
         ({"method": "euler", "step_size": 2.0}, "less than or equal to 1"),
         ({"method": "euler", "step_size": 0.0}, "greater than 0"),
-        ({"trace": "hutch"}, "'exact' or 'hutchinson'"),
+        ({"trace": "hutch"}, "'exact', 'hutchinson' or 'auto'"),
         ({"probe": "normal"}, "'rademacher' or 'gaussian'"),
         ({"probes": 0}, "greater than or equal to 1"),
         ({"rtol": 0.0}, "greater than 0"),

@@ -73,6 +73,7 @@ class Row:
     notes: str = ""
     beats_baseline: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    eval_cpu_s: float = math.nan  # CPU seconds of the test evaluation (and `measure`)
 
 
 def categorical_bpd(train_v: torch.Tensor, test_v: torch.Tensor, levels: int) -> float:
@@ -91,10 +92,16 @@ def find_configs(configs: str | Path, data: str, only: Sequence[str] | None = No
     """``<configs>/<data>-*.toml`` in name order; ``only`` keeps the named ones."""
     if data not in DATA:
         raise ConfigError(f"--data: {data!r} is not one of {', '.join(DATA)}")
+    return configs_in(configs, f"{data}-", only)
+
+
+def configs_in(configs: str | Path, prefix: str, only: Sequence[str] | None = None) -> list[Path]:
+    """``<configs>/<prefix>*.toml`` in name order, named without the prefix; ``only`` keeps
+    the named ones (a name missing is a one-line error)."""
     root = Path(configs)
     if not root.is_dir():
         raise ConfigError(f"--configs {root}: directory not found")
-    found = {p.stem.removeprefix(f"{data}-"): p for p in sorted(root.glob(f"{data}-*.toml"))}
+    found = {p.stem.removeprefix(prefix): p for p in sorted(root.glob(f"{prefix}*.toml"))}
     if only:
         unknown = [n for n in only if n not in found]
         if unknown:
@@ -102,7 +109,7 @@ def find_configs(configs: str | Path, data: str, only: Sequence[str] | None = No
                               f"(have: {', '.join(found) or 'none'})")  # fmt: skip
         return [found[n] for n in only]
     if not found:
-        raise ConfigError(f"--configs {root}: no {data}-*.toml configs")
+        raise ConfigError(f"--configs {root}: no {prefix}*.toml configs")
     return list(found.values())
 
 
@@ -136,8 +143,10 @@ def run_one(
     *,
     label: str | None = None,
     log: Callable[[str], None] = print,
+    measure: Callable[[Any, Any], dict[str, Any]] | None = None,
 ) -> list[Row]:
-    """Train (or resume, or reuse) one config and evaluate it on the test split."""
+    """Train (or resume, or reuse) one config and evaluate it on the test split;
+    `measure(run, data)` adds measurements of its own to each row's `extra`."""
     from genlab.eval.likelihood import estimate
     from genlab.runs import load_run, train_run
 
@@ -152,11 +161,12 @@ def run_one(
     run = load_run(run_dir)
     s = cfg.likelihood
     x = data.test[: s.n]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if run.family.likelihood is None:
         raise ConfigError(f"{path}: model.family = {run.family.name!r} has no likelihood")
     estimates = estimate(run.model, x, s, run.family.likelihood(s), image=run.is_image)
-    eval_s = time.perf_counter() - t0
+    extra = {} if measure is None else measure(run, data)
+    eval_s, eval_cpu = time.perf_counter() - t0, time.process_time() - c0
     image = run.is_image
     unit = "bpd" if image else "nats"
     params = sum(p.numel() for p in run.model.parameters())
@@ -184,7 +194,7 @@ def run_one(
             best_step=result.best_step, train_cpu_s=_train_seconds(run_dir, result),
             train_wall_s=result.elapsed, val=val,
             test=value if value is not None else math.nan, test_se=se or math.nan,
-            unit=unit, notes=notes,
+            unit=unit, notes=notes, extra={**extra, "mc_se": e.mc_se}, eval_cpu_s=eval_cpu,
         ))  # fmt: skip
     rows_file.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return rows
@@ -216,6 +226,29 @@ def baseline_rows(data: str) -> list[Row]:
     return []  # ring: the exact mixture's row depends on the configs' test points (run())
 
 
+def budget(max_seconds: float | None) -> list[str]:
+    """The overrides of a CPU-second training budget for every config (none if None)."""
+    if max_seconds is None:
+        return []
+    return [f"train.max_seconds={max_seconds}", 'train.time_clock="cpu"']
+
+
+def write_json(out: str | None, payload: Any) -> None:
+    """`payload` as JSON in the file `out` (its folder created); nothing when None."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(payload, indent=1))
+
+
+def console_log(console: Any) -> Callable[[str], None]:
+    """A log function printing plain lines (no markup) on a rich console."""
+
+    def log(msg: str) -> None:
+        console.print(msg, markup=False, highlight=False)
+
+    return log
+
+
 def run(
     data: str = "digits",
     *,
@@ -231,9 +264,7 @@ def run(
     """Every config's test likelihood on ``data``, baselines first; ``on_row(rows so far)``
     after each config."""
     paths = find_configs(configs, data, families)
-    extra = list(QUICK if quick else ()) + list(overrides)
-    if max_seconds is not None:
-        extra += [f"train.max_seconds={max_seconds}", 'train.time_clock="cpu"']
+    extra = [*(QUICK if quick else ()), *overrides, *budget(max_seconds)]
     cache_dir = Path(cache) / data / ("quick" if quick else "full")
     rows = baseline_rows(data)
     exact_done = False
@@ -349,16 +380,9 @@ def main(
     torch.set_num_threads(threads)
 
     def write(rows: list[Row]) -> None:
-        if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(
-                json.dumps(
-                    {"data": data, "quick": quick, "rows": [asdict(r) for r in rows]}, indent=1
-                )
-            )
+        write_json(out, {"data": data, "quick": quick, "rows": [asdict(r) for r in rows]})
 
-    def log(msg: str) -> None:
-        console.print(msg, markup=False, highlight=False)
+    log = console_log(console)
 
     rows = run(data, configs=configs, families=families, max_seconds=max_seconds,
                overrides=overrides, quick=quick, cache=cache, log=log,

@@ -4,7 +4,7 @@
 registers its commands when imported here.
 """
 
-from genlab.cli import bench, decode, generate, run, tokens, tools
+from genlab.cli import bench, decode, generate, run, tabular, tokens, tools
 from genlab.cli.app import app, main
 
-__all__ = ["app", "bench", "decode", "generate", "main", "run", "tokens", "tools"]
+__all__ = ["app", "bench", "decode", "generate", "main", "run", "tabular", "tokens", "tools"]

@@ -10,6 +10,23 @@ import typer
 from genlab.cli.app import bench_app, console
 from genlab.errors import ConfigError
 
+# the options every config-table benchmark shares
+MaxSecondsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--max-seconds",
+        help="Training CPU-second budget of every config (overrides train.max_seconds).",
+    ),
+]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key of every config.")]
+OutOpt = Annotated[str | None, typer.Option("--out", help="Write the rows as JSON here.")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="torch CPU threads.")]
+
+
+def names(text: str | None) -> list[str] | None:
+    """A comma-separated list of names (None for none)."""
+    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+
 
 @bench_app.command("samplers")
 def bench_samplers(
@@ -63,29 +80,21 @@ def bench_likelihood(
             "(names without the data prefix, e.g. glow,edm).",
         ),
     ] = None,
-    max_seconds: Annotated[
-        float | None,
-        typer.Option(
-            "--max-seconds",
-            help="Training CPU-second budget of every config (overrides train.max_seconds).",
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a key of every config.")
-    ] = None,
+    max_seconds: MaxSecondsOpt = None,
+    set_: SetOpt = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke run: 40 steps.")] = False,
     cache: Annotated[
         str, typer.Option("--cache", help="Directory of the trained runs and their rows.")
     ] = "runs/bench-likelihood",
-    out: Annotated[str | None, typer.Option("--out", help="Write the rows as JSON here.")] = None,
-    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads.")] = 1,
+    out: OutOpt = None,
+    threads: ThreadsOpt = 1,
 ) -> None:
     """Test likelihood of every model family on the same data, with training time: each
     config of --configs is trained (validation-selected, early-stopped) and evaluated."""
     from genlab.bench import likelihood as bench
 
-    fams = [f.strip() for f in families.split(",") if f.strip()] if families else None
     bench.main(
-        data, configs=configs, families=fams, max_seconds=max_seconds, overrides=set_ or [],
-        quick=quick, cache=cache, out=out, threads=threads, console=console,
+        data, configs=configs, families=names(families), max_seconds=max_seconds,
+        overrides=set_ or [], quick=quick, cache=cache, out=out, threads=threads,
+        console=console,
     )  # fmt: skip

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from genlab.runs import Run, SampleSpec
     from genlab.train import TrainResult
 
-SAMPLE_SUFFIXES = (".npy", ".png")
+SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
 
 @app.command()
@@ -73,6 +73,7 @@ def train(
     else:
         result = _train_here(cfg, run_dir, resume, threads)
     if result is not None:
+        _print_columns(run_dir)
         loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
         console.print(
             f"trained {result.steps} steps (final loss {loss}, {result.elapsed:.1f} s); "
@@ -113,6 +114,17 @@ def _launch(
         if message:
             print(message, file=sys.stderr)
         raise typer.Exit(status)
+
+
+def _print_columns(run_dir: Path) -> None:
+    """The data transform of a run: what was done to which column (config.json's record)."""
+    from genlab.data.columns import describe_record
+    from genlab.runs.record import TRANSFORM_KEY, read_record
+
+    record = read_record(run_dir).get(TRANSFORM_KEY)
+    if record is not None:
+        console.print(f"data transform: {describe_record(record)}", markup=False,
+                      highlight=False)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- sample
@@ -227,7 +239,9 @@ def sample(
     spec = sample_spec(run.config, sampler, nfe, schedule, guidance, decoding)
     x = draw(run, count, spec, seed=seed, cond=labels, log=_log)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not png:
+    if out.suffix.lower() == ".csv":
+        _write_csv(run, x, out)
+    elif not png:
         np.save(out, x.numpy())
         if labels is not None:
             np.save(out.with_name(out.stem + "-labels.npy"), labels.numpy())
@@ -238,6 +252,14 @@ def sample(
     else:
         _scatter(run, x, out)
     console.print(f"wrote {count} samples to {out}")
+
+
+def _write_csv(run: Run, x: torch.Tensor, out: Path) -> None:
+    from genlab.data.points import write_csv
+
+    if run.is_image:
+        raise ConfigError(f"--out {out}: .csv is for point runs; use .npy or .png")
+    write_csv(out, x.double().numpy(), run.header, run.column_decimals())
 
 
 def _log(text: str) -> None:
@@ -334,7 +356,7 @@ def eval_(
         metrics = evaluate_images(x, data, labels=labels, seed=seed)
         meets = metrics["fd_ratio"] <= IMAGE_TARGET_RATIO
     else:
-        metrics = evaluate(x, data, seed=seed)
+        metrics = evaluate(x, data, seed=seed, space=run.metric_space())
         meets = metrics["sw2_ratio"] <= 2.0
     own = run.family.metrics(run, data) if run.family.metrics is not None else {}
     used = sampling_record(run, spec)
@@ -351,12 +373,14 @@ def eval_(
     title = f"{run.run_dir} ({used['sampler']}{nfe}, n {count})"
     table = _image_table(title, metrics) if run.is_image else _metrics_table(title, metrics)
     console.print(table)
+    _print_columns(run.run_dir)
     if own:
         console.print(_metrics_table(f"{run.family.name}: {run.family.describe(run.config)}", own))
     for e in estimates:
         bpd = "" if e.bpd is None else f", {e.bpd:.4f} ± {e.bpd_se:.4f} bits/dim"
+        mc = f" (estimator ± {e.mc_se:.4f} over {e.draws} draws)" if e.mc_se > 0 else ""
         console.print(f"test NLL ({e.name}, {e.n} examples): {e.nats:.4f} ± {e.nats_se:.4f} "
-                      f"nats{bpd}")  # fmt: skip
+                      f"nats{bpd}{mc}")  # fmt: skip
     console.print(f"wrote {run.run_dir / 'eval.json'}")
 
 

@@ -61,6 +61,18 @@ class DataConfig(_Section):
     `metadata.jsonl` (`genlab.data.metadata`; evaluation prompts with the test images' own
     captions).
 
+    Vector data pass through the data transform stage (`genlab.transform`), a bijection with
+    its log-determinant applied on load, sample and score, so likelihoods and samples are in
+    the raw units of the file: `transform` scales each column by statistics of the training
+    rows ("standard": mean / std, "robust": median / IQR, "none"; default "standard" for
+    point files, "none" for the built-in sets; "whiten": "standard", then decorrelated by
+    the inverse Cholesky factor of the training covariance), `log_columns` log-transforms
+    strictly positive columns (header names or indices from 0, or "positive" for all), and
+    `grid` ("auto", the default for point files) detects columns recorded on a grid (counts,
+    flags, a fixed number of decimals) and dequantises them uniformly over their step
+    ("off": never).
+    Point files hold out `n_test` rows for the test split (default 20%, at most 2000).
+
     Likelihoods of image data: pixels are discrete levels (17 for digits, 256 for 8-bit
     images). `dequantize = true` makes the model a continuous density of uniformly
     dequantised levels (`genlab.discrete.Dequantized`: it sees 2s - 1 in [-1, 1), or
@@ -82,6 +94,9 @@ class DataConfig(_Section):
     captions: str | None = None  # "digits" or "metadata": a text-conditioned run
     dequantize: bool = False  # image sets: a continuous model of the discrete levels
     logit: float | None = Field(None, ge=0, lt=0.5)  # dequantize: y = logit(a + (1-2a) s)
+    transform: Literal["standard", "robust", "none", "whiten"] | None = None  # vector data
+    log_columns: list[str | int] | Literal["positive"] = Field(default_factory=list)
+    grid: Literal["auto", "off"] | None = None
 
     @field_validator("name")
     @classmethod
@@ -118,6 +133,11 @@ class DataConfig(_Section):
         for key in ("hflip", "labels", "dequantize"):
             if getattr(self, key) and not self.is_image:
                 raise key_error(key, f"only for image data sets (got {self.name!r})")
+        for key in ("transform", "grid"):
+            if getattr(self, key) is not None and self.is_image:
+                raise key_error(key, f"only for vector data (got {self.name!r})")
+        if self.log_columns and self.is_image:
+            raise key_error("log_columns", f"only for vector data (got {self.name!r})")
         if self.logit is not None and not self.dequantize:
             raise key_error("logit", "needs data.dequantize = true")
         if self.captions is not None:
@@ -134,6 +154,25 @@ class DataConfig(_Section):
                     raise key_error(key, "digits has a fixed split (1437 train / 360 test); "
                                           "leave it unset")  # fmt: skip
         return self
+
+    @property
+    def scaling(self) -> str:
+        """The column scaling of vector data, default filled in ("none" for images)."""
+        if self.transform is not None:
+            return self.transform
+        return "standard" if self.name == registry.POINTS else "none"
+
+    @property
+    def grid_columns(self) -> bool:
+        """Whether grid columns are detected and dequantised, default filled in."""
+        return (self.grid or ("auto" if self.name == registry.POINTS else "off")) == "auto"
+
+    @property
+    def has_transform(self) -> bool:
+        """Whether vector data pass through a data transform stage (`genlab.transform`)."""
+        if self.is_image:
+            return False
+        return self.scaling != "none" or bool(self.log_columns) or self.grid_columns
 
     @property
     def levels(self) -> int | None:
@@ -175,13 +214,17 @@ class LikelihoodSection(ODEOptions):
     """Test log-likelihood settings (`genlab.eval.likelihood`). Dequantised image data average
     `draws` fixed dequantisation draws (seeds `seed`, `seed` + 1, ...); `n` limits the test
     examples (None: all). ODE families (diffusion, cnf) integrate with the solver settings
-    of `genlab.ode.ODEOptions` (by default Hutchinson's trace estimator with `probes`
-    Rademacher probes and dopri5 at `rtol`/`atol`); the VAEs report the ELBO (`elbo_draws`
-    posterior draws) and the IWAE bound with `k` importance samples. `select`: "loss"
-    validates on the training loss, "nll" on this likelihood of the validation data (one
-    draw, `val_n` examples; the diffusion loss is no likelihood)."""
+    of `genlab.ode.ODEOptions` (by default trace "auto": the exact trace up to `exact_dims`
+    dimensions, Hutchinson's estimator with `probes` Rademacher probes above; dopri5 at
+    `rtol`/`atol`); a random estimate (Hutchinson, dequantisation, importance sampling)
+    reports the standard error of its `draws` next to the one over examples; the VAEs
+    report the ELBO (`elbo_draws` posterior draws) and the IWAE bound with `k` importance
+    samples. `select`: "loss" validates on the training loss, "nll" on this likelihood of
+    the validation data (one draw, `val_n` examples; the diffusion loss is no likelihood).
+    A deterministic estimate (an exact flow, the exact trace of continuous data) is
+    computed once, whatever `draws` says."""
 
-    trace: Literal["exact", "hutchinson"] = "hutchinson"
+    trace: Literal["exact", "hutchinson", "auto"] = "auto"
     draws: int = Field(10, ge=1)
     seed: int = Field(1000, ge=0)
     n: int | None = Field(None, ge=1)

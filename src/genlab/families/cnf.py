@@ -25,7 +25,7 @@ class CNFOptions(ODEOptions):
     "density" is not normalised): its training loss then falls far below the true NLL; use
     `likelihood.select = "nll"` to validate on the adaptive estimate."""
 
-    trace: Literal["exact", "hutchinson"] = "hutchinson"
+    trace: Literal["exact", "hutchinson", "auto"] = "hutchinson"
     rtol: float = Field(1e-3, gt=0)
     atol: float = Field(1e-3, gt=0)
 

@@ -12,10 +12,11 @@ Appendix D.2, eq. 39-40). `integrate_log_prob` is that joint solve for any field
 continuous normalizing flow (`genlab.flows.cnf`) and the probability-flow ODE of a diffusion
 model (`genlab.diffusion.likelihood`) both use it.
 
-Divergence. `trace="exact"` takes d vector-Jacobian products (one per dimension: fine for small
-d); `trace="hutchinson"` uses tr(J) = E[e^T J e] with E[e e^T] = I (Hutchinson 1989; Grathwohl
-et al. 2019, eq. 7) and one fixed set of probes e per integration, which keeps the ODE
-deterministic for the adaptive solver and the estimate of log p unbiased.
+Divergence. `trace="exact"` takes d vector-Jacobian products (one per dimension, batched into
+few backward passes: fine for small d); `trace="hutchinson"` uses tr(J) = E[e^T J e] with
+E[e e^T] = I (Hutchinson 1989; Grathwohl et al. 2019, eq. 7) and one fixed set of probes e
+per integration, which keeps the ODE deterministic for the adaptive solver and the estimate
+of log p unbiased. `trace="auto"` is exact up to `ODEOptions.exact_dims` dimensions.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torchdiffeq import odeint, odeint_adjoint
 from genlab.ode.options import PROBES, ODEOptions
 
 Field = Callable[[Tensor, Tensor], Tensor]  # (x (B, d), t ()) -> dx/dt (B, d)
+EXACT_CHUNK_ROWS = 1 << 15  # (unit vector, example) rows of one batched backward pass
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,28 @@ def divergence(
 ) -> Tensor:
     """div f = tr(d out / d x) per example, for out = f(x) with x (B, d) requiring grad.
 
-    `probes` None: exact, by the d vector-Jacobian products with the unit vectors, batched
-    through torch.vmap (memory ~ d times one backward pass; for small d; assumes examples do
-    not interact, as in any per-example network). `probes` (K, B, d): Hutchinson,
-    mean_k e_k^T (d out/dx) e_k, unbiased when E[e e^T] = I (Grathwohl et al. 2019, eq. 7).
+    `probes` None: exact, from the vector-Jacobian products with the d unit vectors, batched
+    into one backward pass per chunk of at most `EXACT_CHUNK_ROWS` (unit vector, example)
+    rows (`torch.autograd.grad(is_grads_batched=True)`, i.e. vmap over the vectors), so the
+    cost is d backward passes' worth of matrix products in a few calls and the memory stays
+    bounded at any d; assumes examples do not interact, as in any per-example network.
+    `probes` (K, B, d): Hutchinson, mean_k e_k^T (d out/dx) e_k, unbiased when
+    E[e e^T] = I (Grathwohl et al. 2019, eq. 7).
     """
-    if probes is None:
-        b, d = x.shape
-        basis = torch.eye(d, dtype=out.dtype, device=out.device)[:, None, :].expand(d, b, d)
-        rows = _vjp(out, x, basis, create_graph)  # (d, B, d): rows[i] = e_i^T J
-        return torch.diagonal(rows, dim1=0, dim2=2).sum(1)  # (B,)
-    ej = _vjp(out, x, probes, create_graph)  # (K, B, d): e_k^T J
-    return (ej * probes).sum(2).mean(0)  # (B,)
+    if probes is not None:
+        ej = _vjp(out, x, probes, create_graph)  # (K, B, d): e_k^T J
+        return (ej * probes).sum(2).mean(0)  # (B,)
+    b, d = x.shape
+    chunk = max(1, EXACT_CHUNK_ROWS // max(b, 1))
+    total = out.new_zeros(b)
+    for start in range(0, d, chunk):
+        k = min(chunk, d - start)
+        rows = torch.arange(k, device=out.device)
+        basis = out.new_zeros(k, b, d)
+        basis[rows, :, start + rows] = 1.0  # basis[j] = e_{start+j} for every example
+        vj = _vjp(out, x, basis, create_graph)  # (k, B, d): vj[j] = e_{start+j}^T J
+        total = total + vj[rows, :, start + rows].sum(0)  # diagonal entries, (B,)
+    return total
 
 
 def _vjp(out: Tensor, x: Tensor, vs: Tensor, create_graph: bool) -> Tensor:
@@ -158,13 +170,15 @@ def integrate_log_prob(
 
     Solves (x, a) jointly with torchdiffeq from t0 to t1 in x's dtype (Chen et al. 2018, eq. 4):
     a' = div f, log p_{t0}(x) = log p_{t1}(x(t1)) + a(t1). x: (B, d) flat. The divergence and
-    the solver are `ode`'s; Hutchinson probes are drawn once from `generator`.
+    the solver are `ode`'s (trace "auto" resolved by the dimension d); Hutchinson probes are
+    drawn once from `generator`.
     `differentiable` keeps the graph for maximum-likelihood training (FFJORD);
     `adjoint` then uses the adjoint method (Chen et al. 2018, Alg. 1) with `params`.
     """
     if x.ndim != 2:
         raise ValueError(f"x must be flat (B, d), got shape {tuple(x.shape)}")
-    probes = None if ode.trace == "exact" else draw_probes(ode.probes, x, ode.probe, generator)
+    exact = ode.trace_for(x.shape[1]) == "exact"
+    probes = None if exact else draw_probes(ode.probes, x, ode.probe, generator)
     func = _Augmented(field, probes, differentiable or adjoint)
     a0 = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     with torch.enable_grad() if differentiable else torch.no_grad():

@@ -2,8 +2,11 @@
 
 The joint solve of a state and its log-density (Chen et al. 2018, "Neural ordinary
 differential equations", eq. 4; Grathwohl et al. 2019, FFJORD, eq. 4) needs the divergence of
-the field (`trace`: "exact", by one vector-Jacobian product per dimension, or "hutchinson",
-tr(J) = E[e^T J e] with `probes` draws of `probe` noise, Hutchinson 1989; FFJORD, eq. 7) and a
+the field (`trace`: "exact", by one vector-Jacobian product per dimension, batched; or
+"hutchinson", tr(J) = E[e^T J e] with `probes` draws of `probe` noise, Hutchinson 1989;
+FFJORD, eq. 7; or "auto": exact up to `exact_dims` dimensions, where its d products per
+evaluation are affordable, Hutchinson above, an unbiased estimate whose spread over
+draws `genlab.eval.likelihood` reports as a standard error) and a
 torchdiffeq solver (`method`, with tolerances `rtol`/`atol` for an adaptive method or the time
 step `step_size` for a fixed-grid one). The CNF's training and likelihood, the probability-flow
 ODE likelihood of a diffusion model and the run configs all take these settings as this one
@@ -22,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = ["ADAPTIVE_METHODS", "FIXED_GRID_METHODS", "PROBES", "TRACES", "ODEOptions"]
 
-Trace = Literal["exact", "hutchinson"]
+Trace = Literal["exact", "hutchinson", "auto"]
 Probe = Literal["rademacher", "gaussian"]
 TRACES: tuple[str, ...] = get_args(Trace)
 PROBES: tuple[str, ...] = get_args(Probe)
@@ -37,7 +40,8 @@ class ODEOptions(BaseModel):
     """Divergence estimator and solver of a log-density ODE solve (module docstring).
 
     `trace`/`probes`/`probe`: exact trace or Hutchinson with `probes` probe vectors of
-    Rademacher or Gaussian noise. `method`: one of `ADAPTIVE_METHODS` (controlled by
+    Rademacher or Gaussian noise; "auto" is exact up to `exact_dims` dimensions and
+    Hutchinson above. `method`: one of `ADAPTIVE_METHODS` (controlled by
     `rtol`, `atol`) or `FIXED_GRID_METHODS` (steps of `step_size` in the ODE's time, which
     must then be set).
     """
@@ -47,6 +51,7 @@ class ODEOptions(BaseModel):
     trace: Trace = "exact"
     probes: int = Field(1, ge=1)
     probe: Probe = "rademacher"
+    exact_dims: int = Field(32, ge=1)  # trace = "auto": the exact trace up to this many dims
     rtol: float = Field(1e-5, gt=0)
     atol: float = Field(1e-5, gt=0)
     method: str = "dopri5"
@@ -68,6 +73,13 @@ class ODEOptions(BaseModel):
         if not fixed and self.step_size is not None:
             raise ValueError(f"step_size is only for fixed-grid methods, not {self.method!r}")
         return self
+
+    def trace_for(self, dim: int) -> str:
+        """The divergence estimator of a state of `dim` dimensions: "exact" or "hutchinson"
+        ("auto" resolved by `exact_dims`)."""
+        if self.trace != "auto":
+            return self.trace
+        return "exact" if dim <= self.exact_dims else "hutchinson"
 
     def solver_options(self) -> dict[str, float] | None:
         """torchdiffeq's `options` of this solve: {"step_size": s} on a fixed grid, else None."""

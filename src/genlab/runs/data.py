@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,13 +20,16 @@ from genlab.data.digits import DIGITS_LEVELS, DIGITS_N_VAL, digits_split
 from genlab.data.gmm import GaussianMixture
 from genlab.data.images import load_images
 from genlab.data.metadata import load_captioned_folder
-from genlab.data.points import load_points
+from genlab.data.points import Table, load_table
 from genlab.data.toy import make_toy
 from genlab.discrete import levels_to_grid
 from genlab.errors import DataError
 from genlab.text.captions import CaptionSet, digit_caption_set, digit_prompts
 
 __all__ = ["Data", "gmm_ring", "make_data", "split_holdout", "test_labels"]
+
+POINTS_TEST_FRACTION = 0.2  # default test share of a point file (at most 2000 rows)
+MIN_TRAIN_ROWS = 2
 
 
 def gmm_ring() -> GaussianMixture:
@@ -49,6 +53,8 @@ class Data:
     captions: CaptionSet | None = None  # text runs: caption groups (0: the empty caption)
     train_captions: Tensor | None = None  # (N,) int64: the caption group of each image
     test_prompts: tuple[str, ...] | None = None  # text runs: one prompt per test image
+    table: Table | None = None  # point files: the table as read (float64, header names)
+    train_rows: np.ndarray | None = None  # point files: the table rows of `train`, in order
 
     @property
     def train_cond(self) -> Tensor | None:
@@ -71,16 +77,22 @@ class Data:
         return [self.train[i * n : (i + 1) * n] for i in range(count)]
 
 
-def _split_file(cfg: DataConfig, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def _split_file(cfg: DataConfig, generator: torch.Generator) -> Data:
+    """A point file split by a seeded permutation: the first `n_test` rows (default 20%, at
+    most 2000) are the test split, up to `n_train` of the rest the training rows."""
     assert cfg.path is not None  # checked by DataConfig
-    points = load_points(cfg.path)  # (N, D)
+    table = load_table(cfg.path)
+    n = table.values.shape[0]
     n_train, n_test = cfg.vector_sizes()
-    if points.shape[0] < n_test + 1:
-        raise DataError(
-            f"{cfg.path}: {points.shape[0]} points, need more than data.n_test = {n_test}"
-        )
-    points = points[torch.randperm(points.shape[0], generator=generator)]
-    return points[n_test : n_test + n_train], points[:n_test]
+    n_test = cfg.n_test or min(n_test, max(2, round(POINTS_TEST_FRACTION * n)))
+    if n < n_test + MIN_TRAIN_ROWS:
+        raise DataError(f"{cfg.path}: {n} rows, the split needs at least "
+                        f"{n_test + MIN_TRAIN_ROWS}: data.n_test = {n_test} test rows and "
+                        f"{MIN_TRAIN_ROWS} training rows")  # fmt: skip
+    perm = torch.randperm(n, generator=generator).numpy()  # (n,)
+    test_rows, train_rows = perm[:n_test], perm[n_test : n_test + n_train]
+    points = torch.from_numpy(table.values.astype(np.float32))  # (n, D)
+    return Data(points[train_rows], points[test_rows], table=table, train_rows=train_rows)
 
 
 def _digits(cfg: DataConfig) -> Data:
@@ -180,8 +192,7 @@ def make_data(cfg: DataConfig) -> Data:
     if cfg.is_image:
         return _image_data(cfg, generator)
     if cfg.name == registry.POINTS:
-        train, test = _split_file(cfg, generator)
-        return Data(train, test)
+        return _split_file(cfg, generator)
     n_train, n_test = cfg.vector_sizes()
     gmm = gmm_ring() if cfg.name == registry.GMM_RING else None
     if gmm is not None:

@@ -7,6 +7,8 @@ precision/recall and class accuracy in the shipped digits network's feature spac
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -16,8 +18,18 @@ from genlab.runs.data import Data
 
 __all__ = ["evaluate", "evaluate_images"]
 
-def evaluate(samples: Tensor, data: Data, *, seed: int = 0) -> dict[str, float]:
+def evaluate(
+    samples: Tensor,
+    data: Data,
+    *,
+    seed: int = 0,
+    space: Callable[[Tensor], Tensor] | None = None,
+) -> dict[str, float]:
     """Distances of `samples` to the held-out test split, next to their floor.
+
+    `space` maps points to the coordinates the distances are measured in (a run's
+    standardised columns, `Run.metric_space`; default: the data's own units, where a column
+    in the thousands would drown the others).
 
     `sw2_floor` is the sliced W2 between two independent draws of the data of the test
     split's size (disjoint sets of training points vs the test points, averaged over up to 8
@@ -29,8 +41,10 @@ def evaluate(samples: Tensor, data: Data, *, seed: int = 0) -> dict[str, float]:
     def gen() -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
-    metrics = sample_metrics(samples, data.test, generator=gen())
-    floors = [sliced_wasserstein(ref, data.test, generator=gen())
+    f = space or (lambda x: x)
+    test = f(data.test)
+    metrics = sample_metrics(f(samples), test, generator=gen())
+    floors = [sliced_wasserstein(f(ref), test, generator=gen())
               for ref in data.floor_references(data.test.shape[0])]  # fmt: skip
     metrics["sw2_floor"] = sum(floors) / len(floors)
     metrics["sw2_ratio"] = metrics["sliced_wasserstein"] / metrics["sw2_floor"]

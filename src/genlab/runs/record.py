@@ -12,15 +12,20 @@ import json
 import math
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genlab.config import RunConfig
 from genlab.errors import ConfigError, DataError
 
-__all__ = ["CONFIG_FILE", "METRICS_FILE", "genlab_version", "read_run_config", "run_record"]
+if TYPE_CHECKING:
+    from genlab.data.columns import ColumnStats
+
+__all__ = ["CONFIG_FILE", "METRICS_FILE", "TRANSFORM_KEY", "genlab_version", "read_record",
+           "read_run_config", "run_record"]  # fmt: skip
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+TRANSFORM_KEY = "data_transform"  # config.json: the data transform's record
 
 
 def genlab_version() -> str:
@@ -30,15 +35,21 @@ def genlab_version() -> str:
         return "0.1.0+src"
 
 
-def run_record(cfg: RunConfig, shape: int | tuple[int, ...]) -> dict[str, Any]:
-    """What `config.json` of a run holds."""
+def run_record(
+    cfg: RunConfig, shape: int | tuple[int, ...], columns: ColumnStats | None = None
+) -> dict[str, Any]:
+    """What `config.json` of a run holds; with a data transform, what it does to which
+    column (`ColumnStats.record`; the statistics themselves are model buffers)."""
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return {"genlab_version": genlab_version(), "data_dim": math.prod(shape),
-            "data_shape": list(shape), "config": cfg.to_dict()}  # fmt: skip
+    record = {"genlab_version": genlab_version(), "data_dim": math.prod(shape),
+              "data_shape": list(shape), "config": cfg.to_dict()}  # fmt: skip
+    if columns is not None:
+        record[TRANSFORM_KEY] = columns.record()
+    return record
 
 
-def read_run_config(run_dir: Path | str) -> tuple[RunConfig, tuple[int, ...]]:
-    """The config and the shape of one example from `run_dir/config.json`."""
+def read_record(run_dir: Path | str) -> dict[str, Any]:
+    """The parsed `run_dir/config.json`, as written by `run_record`."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run directory not found")
@@ -47,9 +58,24 @@ def read_run_config(run_dir: Path | str) -> tuple[RunConfig, tuple[int, ...]]:
         raise DataError(f"{path}: missing (is {run_dir} a genlab run directory?)")
     try:
         record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict):
+        raise DataError(f"{path}: corrupt run config (not genlab's JSON record)")
+    return record
+
+
+def read_run_config(
+    run_dir: Path | str, record: dict[str, Any] | None = None
+) -> tuple[RunConfig, tuple[int, ...]]:
+    """The config and the shape of one example from `run_dir/config.json` (or from its
+    `record`, already read)."""
+    path = Path(run_dir) / CONFIG_FILE
+    record = read_record(run_dir) if record is None else record
+    try:
         values = record["config"]
         shape = tuple(int(s) for s in record.get("data_shape", [record["data_dim"]]))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         raise DataError(f"{path}: corrupt run config (not genlab's JSON record)") from None
     try:
         return RunConfig.from_dict(values), shape

@@ -17,19 +17,27 @@ from genlab.errors import ConfigError, DataError
 from genlab.families import Family
 from genlab.protocol import GenerativeModel
 from genlab.runs.data import Data, make_data, split_holdout
-from genlab.runs.record import read_run_config, run_record
+from genlab.runs.record import TRANSFORM_KEY, read_record, read_run_config, run_record
+from genlab.runs.stage import fit_stage
 from genlab.runs.text import caption_conditions
 from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
+from genlab.transform import ColumnTransform
 
 __all__ = ["Run", "build_model", "load_run", "train_run"]
 
-def build_model(cfg: RunConfig, shape: int | tuple[int, ...]) -> GenerativeModel:
+def build_model(
+    cfg: RunConfig, shape: int | tuple[int, ...], transform: ColumnTransform | None = None
+) -> GenerativeModel:
     """The model of the config's family for examples of `shape`, wrapped in `Dequantized`
-    when `data.dequantize` is set (a continuous density of the discrete pixels)."""
+    when `data.dequantize` is set (a continuous density of the discrete pixels) and in
+    `Transformed` when vector data pass through a data `transform` (raw units in and out)."""
     from genlab.discrete import Dequantized
+    from genlab.transform import Transformed
 
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     model = cfg.family.build(cfg, shape)
+    if transform is not None:
+        return Transformed(model, transform)
     if cfg.data.dequantize:
         levels = cfg.data.levels
         assert levels is not None  # checked by DataConfig: image sets only
@@ -49,6 +57,8 @@ def train_run(
     """Build data and model from `cfg` and train into `run_dir` on `device` (see
     `genlab.train.fit`; in every process of a torch.distributed job, data-parallel).
 
+    Vector data pass through the data transform stage fitted on the training rows
+    (`genlab.runs.stage.fit_stage`): the model trains, samples and scores in raw units.
     A family built on another run completes the config first (`Family.prepare`), so that
     the run directory records everything needed to rebuild the model. `on_log` receives
     every line of `metrics.jsonl` as it is written. A text-conditioned
@@ -57,8 +67,10 @@ def train_run(
     if cfg.family.prepare is not None:
         cfg = cfg.family.prepare(cfg)
     data = make_data(cfg.data)
+    columns = fit_stage(cfg, data)
+    transform = None if columns is None else ColumnTransform.from_stats(columns)
     torch.manual_seed(cfg.train.seed)  # the initial weights
-    model = build_model(cfg, data.shape)
+    model = build_model(cfg, data.shape, transform)
     top = -1 if data.train_labels is None else int(data.train_labels.max())
     if top >= cfg.model.num_classes > 0:
         raise ConfigError(f"model.num_classes: the data has labels up to {top} "
@@ -73,7 +85,7 @@ def train_run(
     if cfg.likelihood.select == "nll" and train_cfg.val_every > 0:
         val_fn = _nll_score(cfg)
     result = fit(model, train, train_cfg, run_dir, cond=train_y, val_data=val, val_cond=val_y,
-                 val_fn=val_fn, run_config=run_record(cfg, data.shape), resume=resume,
+                 val_fn=val_fn, run_config=run_record(cfg, data.shape, columns), resume=resume,
                  on_log=on_log, device=device)  # fmt: skip
     return result, data
 
@@ -106,6 +118,7 @@ class Run:
     model: GenerativeModel
     shape: tuple[int, ...]
     checkpoint: Path
+    columns: dict[str, Any] | None = None  # the data transform's record (config.json)
 
     @property
     def family(self) -> Family:
@@ -119,17 +132,48 @@ class Run:
     def is_image(self) -> bool:
         return len(self.shape) == 3
 
+    @property
+    def header(self) -> list[str] | None:
+        """The column names of the run's data file, when it had a header line."""
+        cols = self.columns or {}
+        return list(cols["names"]) if cols.get("header") else None
+
+    def column_decimals(self) -> list[int | None] | None:
+        """Decimals of each grid column of the run's data (None: continuous), for writing
+        samples as the file held them; None without a data transform."""
+        from genlab.data.columns import decimals
+        from genlab.transform import Transformed
+
+        if not isinstance(self.model, Transformed):
+            return None
+        steps = self.model.transform.step.tolist()
+        return [decimals(s) if s > 0 else None for s in steps]
+
+    def metric_space(self) -> Callable[[Tensor], Tensor] | None:
+        """Raw rows to the standardised coordinates sample metrics compare in (runs with a
+        data transform), None to compare in the data's own units."""
+        from genlab.transform import Transformed
+
+        return self.model.standardize if isinstance(self.model, Transformed) else None
+
 
 def load_run(run_dir: Path | str) -> Run:
     """Rebuild the model of a trained run and load its EMA weights: those of the
-    best-validation checkpoint when the run selects on validation, else the latest."""
+    best-validation checkpoint when the run selects on validation, else the latest. A data
+    transform recorded in config.json is rebuilt and its statistics loaded with the weights."""
     run_dir = Path(run_dir)
-    cfg, shape = read_run_config(run_dir)
+    record = read_record(run_dir)
+    cfg, shape = read_run_config(run_dir, record)
     best = best_checkpoint(run_dir) if cfg.train.select == "best" else None
     ckpt = best or latest_checkpoint(run_dir)
     if ckpt is None:
         raise DataError(f"{run_dir}: no checkpoint yet (train the run first)")
-    model = build_model(cfg, shape)
+    columns = record.get(TRANSFORM_KEY)
+    transform = None
+    if columns is not None:
+        whiten = columns.get("scaling") == "whiten"
+        transform = ColumnTransform(math.prod(shape), whiten=whiten)
+    model = build_model(cfg, shape, transform)
     load_weights(ckpt, model, ema=True)
     model.eval()
-    return Run(run_dir, cfg, model, shape, ckpt)
+    return Run(run_dir, cfg, model, shape, ckpt, columns)
