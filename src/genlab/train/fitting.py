@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from genlab.errors import ConfigError, TrainingDiverged
+from genlab.errors import TrainingDiverged
 from genlab.train import checkpoint as ckpt
 from genlab.train.config import TrainConfig
 from genlab.train.log import MetricsLog, progress_bar
@@ -171,14 +171,10 @@ def _load_best(run_dir: Path, state: TrainState) -> Path | None:
 
 def _prepare_run_dir(run_dir: Path, resume: bool, run_config: dict[str, Any]) -> Path | None:
     """Create/clean `run_dir`, write its config.json; return the checkpoint to resume from."""
+    ckpt.check_fresh(run_dir, resume)  # before anything in run_dir changes
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.clean_temporaries(run_dir)
     last = ckpt.latest_checkpoint(run_dir)
-    if last is not None and not resume:
-        raise ConfigError(
-            f"{run_dir} already holds checkpoints (latest {last.name}); "
-            "resume the run or choose a new run directory"
-        )
     ckpt.atomic_write(run_dir / ckpt.CONFIG_FILE, ckpt.json_bytes(run_config))
     return last
 
