@@ -3,8 +3,10 @@ its quality next to the held-out test split."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,7 +14,7 @@ import typer
 from rich.table import Table
 
 from genlab.cli.app import app, console
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import torch
@@ -43,12 +45,48 @@ def train(
     from genlab.runs import train_run
 
     run_dir = out if out is not None else Path("runs") / config.stem
-    result, _ = train_run(cfg, run_dir, resume=resume)
+    with _fallback_hint(run_dir, resume=True):
+        result, _ = train_run(cfg, run_dir, resume=resume)
     loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
     console.print(
         f"trained {result.steps} steps (final loss {loss}, {result.elapsed:.1f} s); "
         f"checkpoint {result.checkpoint}"
     )
+
+
+@contextlib.contextmanager
+def _fallback_hint(run_dir: Path, *, resume: bool = False) -> Iterator[None]:
+    """A broken checkpoint file becomes one line naming it and the intact checkpoint to fall
+    back to: `--checkpoint NAME` to load it, or the directories to delete to resume from it."""
+    from genlab.train import checkpoint as ckpt
+
+    try:
+        yield
+    except ckpt.CorruptCheckpoint as err:
+        intact = [c for c in ckpt.intact_checkpoints(run_dir, resumable=resume)
+                  if c != err.checkpoint]  # fmt: skip
+        if intact and not resume:
+            advice = f"the newest intact checkpoint is {intact[0].name}: pass --checkpoint " \
+                     f"{intact[0].name}"  # fmt: skip
+        elif intact:
+            step = ckpt.checkpoint_step(intact[0])
+            newer = [str(c) for c in ckpt.step_checkpoints(run_dir)
+                     if ckpt.checkpoint_step(c) > step]  # fmt: skip
+            advice = f"to resume from {intact[0].name}, the newest intact checkpoint, " \
+                     f"delete {' and '.join(newer)}"  # fmt: skip
+        else:
+            advice = "no other checkpoint of the run is intact"
+            if resume and ckpt.intact_checkpoints(run_dir):
+                advice += " and holds a trainer state (best/ can be sampled: --checkpoint best)"
+        raise DataError(f"{err}; {advice}") from None
+
+
+CheckpointOpt = Annotated[
+    str | None,
+    typer.Option("--checkpoint", help="Checkpoint to load: best, latest, step_<8 digits> or a "
+                 "step number (default: the run's best if it selects on validation, else the "
+                 "latest)."),
+]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- sample
@@ -125,6 +163,7 @@ def sample(
     seed: SeedOpt = None,
     class_: ClassOpt = None,
     guidance: GuidanceOpt = None,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Draw samples from a trained run; write them as .npy, a .png scatter over test data
     (points) or a .png image grid (image runs)."""
@@ -137,7 +176,8 @@ def sample(
 
     from genlab.runs import draw, load_run
 
-    run = load_run(run_dir)
+    with _fallback_hint(run_dir):
+        run = load_run(run_dir, checkpoint)
     png = out.suffix.lower() == ".png"
     count = n or (min(run.config.sample.n, GRID_N) if run.is_image and png else run.config.sample.n)
     seed = run.config.sample.seed if seed is None else seed
@@ -211,6 +251,7 @@ def eval_(
             help="Also the test log-likelihood ([likelihood] settings; bits/dim for image runs).",
         ),
     ] = False,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Sample a run and compare with its held-out test split; write RUN_DIR/eval.json.
 
@@ -230,8 +271,10 @@ def eval_(
         sampling_record,
         test_labels,
     )
+    from genlab.train.checkpoint import atomic_write
 
-    run = load_run(run_dir)
+    with _fallback_hint(run_dir):
+        run = load_run(run_dir, checkpoint)
     data = make_data(run.config.data)
     estimates = _test_likelihood(run, data) if likelihood else []
     spec = _spec(run.config, sampler, nfe, schedule, guidance)
@@ -256,7 +299,7 @@ def eval_(
         record["family_metrics"] = _json_safe(own)
     if estimates:
         record["likelihood"] = [_json_safe(e.as_dict()) for e in estimates]
-    (run.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(run.run_dir / "eval.json", (json.dumps(record, indent=2) + "\n").encode())
     nfe = "" if used["nfe"] is None else f", nfe {used['nfe']}"
     title = f"{run.run_dir} ({used['sampler']}{nfe}, n {count})"
     table = _image_table(title, metrics) if run.is_image else _metrics_table(title, metrics)

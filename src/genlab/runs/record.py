@@ -16,6 +16,7 @@ from typing import Any
 
 from genlab.config import RunConfig
 from genlab.errors import ConfigError, DataError
+from genlab.train.rundir import check_run_dir
 
 __all__ = ["CONFIG_FILE", "METRICS_FILE", "genlab_version", "read_run_config", "run_record"]
 
@@ -42,6 +43,7 @@ def read_run_config(run_dir: Path | str) -> tuple[RunConfig, tuple[int, ...]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run directory not found")
+    check_run_dir(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise DataError(f"{path}: missing (is {run_dir} a genlab run directory?)")

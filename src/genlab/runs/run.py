@@ -16,9 +16,13 @@ from genlab.config import RunConfig
 from genlab.errors import ConfigError, DataError
 from genlab.families import Family
 from genlab.protocol import GenerativeModel
+from genlab.runs import budget
 from genlab.runs.data import Data, make_data, split_holdout
+from genlab.runs.lock import run_lock
 from genlab.runs.record import read_run_config, run_record
 from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
+from genlab.train.checkpoint import check_fresh, named_checkpoint
+from genlab.train.rundir import check_run_dir
 
 __all__ = ["Run", "build_model", "load_run", "train_run"]
 
@@ -46,12 +50,32 @@ def train_run(
 ) -> tuple[TrainResult, Data]:
     """Build data and model from `cfg` and train into `run_dir` (see `genlab.train.fit`).
 
+    The run directory is locked while it trains (`genlab.runs.lock`: a second trainer
+    fails naming the holder), checked for links leading outside it, and a fresh start
+    (`resume=False`) is refused if it holds checkpoints, before anything in it changes.
     A family built on another run completes the config first (`Family.prepare`), so that
     the run directory records everything needed to rebuild the model. `on_log` receives
     every line of `metrics.jsonl` as it is written."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    with run_lock(run_dir):
+        check_fresh(run_dir, resume)
+        return _train(cfg, run_dir, resume=resume, progress=progress, on_log=on_log)
+
+
+def _train(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    progress: bool | None,
+    on_log: Callable[[dict[str, Any]], None] | None,
+) -> tuple[TrainResult, Data]:
     if cfg.family.prepare is not None:
         cfg = cfg.family.prepare(cfg)
+    budget.check_data(cfg.data)
     data = make_data(cfg.data)
+    budget.check_training(cfg, data.shape, data.train.nbytes + data.test.nbytes)
     torch.manual_seed(cfg.train.seed)  # the initial weights
     model = build_model(cfg, data.shape)
     top = -1 if data.train_labels is None else int(data.train_labels.max())
@@ -113,15 +137,23 @@ class Run:
         return len(self.shape) == 3
 
 
-def load_run(run_dir: Path | str) -> Run:
-    """Rebuild the model of a trained run and load its EMA weights: those of the
-    best-validation checkpoint when the run selects on validation, else the latest."""
+def load_run(run_dir: Path | str, checkpoint: str | None = None) -> Run:
+    """Rebuild the model of a trained run and load its EMA weights: those of `checkpoint`
+    (`best`, `latest`, `step_<8 digits>` or a step number) if given, else of the
+    best-validation checkpoint when the run selects on validation, else the latest.
+
+    A broken weights file raises `CorruptCheckpoint` naming it (`genlab.train.checkpoint`
+    lists the intact checkpoints to fall back to)."""
     run_dir = Path(run_dir)
     cfg, shape = read_run_config(run_dir)
-    best = best_checkpoint(run_dir) if cfg.train.select == "best" else None
-    ckpt = best or latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        ckpt: Path | None = named_checkpoint(run_dir, checkpoint)
+    else:
+        best = best_checkpoint(run_dir) if cfg.train.select == "best" else None
+        ckpt = best or latest_checkpoint(run_dir)
     if ckpt is None:
         raise DataError(f"{run_dir}: no checkpoint yet (train the run first)")
+    budget.check_loading(cfg, shape)
     model = build_model(cfg, shape)
     load_weights(ckpt, model, ema=True)
     model.eval()

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from genlab.runs.budget import check_sampling
 from genlab.runs.run import Run
 
 __all__ = ["SampleSpec", "draw", "sampling_record"]
@@ -61,5 +62,6 @@ def draw(
     classifier-free guidance scale w (1 = conditional, 0 = unconditional). `callback`
     receives a diffusion sampler's per-step dict (`x`, `sigma`, `denoised`, ...)."""
     kwargs = _kwargs(run, spec.options(callback))
+    check_sampling(run.config, run.shape, n)
     generator = torch.Generator().manual_seed(seed)
     return run.model.sample(n, cond, generator=generator, **kwargs)

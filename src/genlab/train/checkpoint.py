@@ -68,7 +68,7 @@ __all__ = ["BEST", "BEST_OLD", "CHECKPOINTS", "CONFIG_FILE", "EMA_FILE", "LATEST
            "clean_temporaries", "intact_checkpoints", "json_bytes", "latest_checkpoint",
            "load_weights", "named_checkpoint", "named_os_error", "prune", "read_best_info",
            "read_checked", "read_tensors", "read_trainer_state", "save_best", "save_checkpoint",
-           "step_dir_name"]  # fmt: skip
+           "step_checkpoints", "step_dir_name"]  # fmt: skip
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -214,6 +214,11 @@ def prune(root: Path, keep: int) -> None:
     """Delete all but the `keep` newest complete checkpoints under `root`."""
     for old in _step_dirs(root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def step_checkpoints(run_dir: Path | str) -> list[Path]:
+    """The `step_*` checkpoint directories of a run, oldest first."""
+    return _step_dirs(Path(run_dir) / CHECKPOINTS)
 
 
 def _step_dirs(root: Path) -> list[Path]:

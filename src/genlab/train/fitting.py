@@ -89,9 +89,11 @@ def fit(
     data, cond, val_data, val_cond = carve_validation(data, cond, val_data, val_cond, cfg)
     validate = cfg.val_every > 0
     state = TrainState.create(model, cfg)
-    last = _prepare_run_dir(run_dir, resume, run_config)
+    last = _prepare_run_dir(run_dir, resume)
     if last is not None:
         state.restore(last, cfg)
+    # written once the checkpoint is known to fit: a refused resume keeps the old config.json
+    ckpt.atomic_write(run_dir / ckpt.CONFIG_FILE, ckpt.json_bytes(run_config))
     metrics = MetricsLog(run_dir / "metrics.jsonl", state.step, on_log)
     final_loss: float | None = None
     clock = cfg.clock()
@@ -169,14 +171,12 @@ def _load_best(run_dir: Path, state: TrainState) -> Path | None:
     return best
 
 
-def _prepare_run_dir(run_dir: Path, resume: bool, run_config: dict[str, Any]) -> Path | None:
-    """Create/clean `run_dir`, write its config.json; return the checkpoint to resume from."""
+def _prepare_run_dir(run_dir: Path, resume: bool) -> Path | None:
+    """Create/clean `run_dir`; return the checkpoint to resume from."""
     ckpt.check_fresh(run_dir, resume)  # before anything in run_dir changes
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt.clean_temporaries(run_dir)
-    last = ckpt.latest_checkpoint(run_dir)
-    ckpt.atomic_write(run_dir / ckpt.CONFIG_FILE, ckpt.json_bytes(run_config))
-    return last
+    return ckpt.latest_checkpoint(run_dir)
 
 
 def _save(run_dir: Path, state: TrainState, cfg: TrainConfig, run_config: dict[str, Any]) -> Path:
