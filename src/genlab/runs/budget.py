@@ -19,12 +19,19 @@ what they will hold and refuses what exceeds `genlab.memory.memory_limit()`:
   forward creates per example (sampling keeps no graph).
 
 The estimate is deliberately simple: it catches what can never fit, not every run that
-would come close. Every built-in family builds on `meta` (a contract test checks it).
+would come close. Every built-in family builds on `meta` (`tests/test_budget.py` checks
+that the counts equal the real model's); a family registered from outside that cannot is
+not estimated.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import importlib
 import math
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,12 +121,60 @@ def _forward_bytes(model: Any, shape: tuple[int, ...], classes: int) -> tuple[fl
     return max(per, FLOOR_COPIES * example), max(meters[1].largest - meters[0].largest, example)
 
 
-def footprint(cfg: RunConfig, shape: tuple[int, ...]) -> Footprint:
-    """The model's sizes, from a model built on the `meta` device (nothing is allocated)."""
+_importing = threading.local()
+
+
+def _on_cpu(load: Callable[..., Any]) -> Callable[..., Any]:
+    def imported(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_importing, "active", False):  # entering the device context imports too
+            return load(*args, **kwargs)
+        _importing.active = True
+        try:
+            with torch.device("cpu"):
+                return load(*args, **kwargs)
+        finally:
+            _importing.active = False
+
+    return imported
+
+
+@contextlib.contextmanager
+def _imports_on_cpu() -> Iterator[None]:
+    """Run the body of every module imported in this block with the CPU as default device.
+
+    Families import their code on first use, so building on `meta` may be what first
+    imports a module; tensors it creates at import time (torchdiffeq's Butcher tableaus,
+    say) would otherwise live on `meta` for good, and every later real model would fail."""
+    real_import, real_import_module = builtins.__import__, importlib.import_module
+    builtins.__import__ = _on_cpu(real_import)
+    importlib.import_module = _on_cpu(real_import_module)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        builtins.__import__, importlib.import_module = real_import, real_import_module
+
+
+def _model_key(cfg: RunConfig) -> str:
+    return "net" if cfg.net is not None else cfg.family.table
+
+
+def footprint(cfg: RunConfig, shape: tuple[int, ...]) -> Footprint | None:
+    """The model's sizes, from a model built on the `meta` device (nothing is allocated).
+
+    Sizes whose byte counts overflow 64 bits are refused at once (ConfigError); a family
+    that cannot build on `meta` (none of genlab's: a contract test checks) gives None."""
     from genlab.runs.run import build_model
 
-    with torch.device("meta"):
-        model: Any = build_model(cfg, shape)
+    try:
+        with torch.device("meta"), _imports_on_cpu():
+            model: Any = build_model(cfg, shape)
+    except (RuntimeError, NotImplementedError) as err:
+        if "overflow" in str(err):  # e.g. "Storage size calculation overflowed with sizes=..."
+            raise ConfigError(f"{_model_key(cfg)}: the model ({cfg.family.describe(cfg)}) has "
+                              "tensors too large to count in 64 bits") from None  # fmt: skip
+        if "meta" in str(err):  # e.g. ".item() cannot be called on meta tensors"
+            return None
+        raise
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     n_params = sum(p.numel() for p in model.parameters())
@@ -128,7 +183,7 @@ def footprint(cfg: RunConfig, shape: tuple[int, ...]) -> Footprint:
 
 
 def _model_part(cfg: RunConfig, fp: Footprint, copies: int, why: str) -> Part:
-    key = "net" if cfg.net is not None else cfg.family.table
+    key = _model_key(cfg)
     what = f"the model ({fp.n_params:.3g} parameters: {cfg.family.describe(cfg)}){why}"
     return Part(key, what, copies * fp.params + 2 * fp.buffers)
 
@@ -146,6 +201,8 @@ def check_data(cfg: DataConfig) -> None:
 def check_training(cfg: RunConfig, shape: tuple[int, ...], data_bytes: int) -> None:
     """Refuse training whose model, data and batch cannot fit together."""
     fp = footprint(cfg, shape)
+    if fp is None:
+        return
     why = " with its gradients, AdamW moments and EMA copy"
     batch = cfg.train.batch_size
     _check([_model_part(cfg, fp, TRAIN_COPIES, why),
@@ -156,12 +213,16 @@ def check_training(cfg: RunConfig, shape: tuple[int, ...], data_bytes: int) -> N
 
 def check_loading(cfg: RunConfig, shape: tuple[int, ...]) -> None:
     """Refuse loading a run whose model (and the weights read into it) cannot fit."""
-    _check([_model_part(cfg, footprint(cfg, shape), 2, " and its weights file")], "loading")
+    fp = footprint(cfg, shape)
+    if fp is not None:
+        _check([_model_part(cfg, fp, 2, " and its weights file")], "loading")
 
 
 def check_sampling(cfg: RunConfig, shape: tuple[int, ...], n: int) -> None:
     """Refuse drawing `n` samples at once that cannot fit next to the model."""
     fp = footprint(cfg, shape)
+    if fp is None:
+        return
     copies, largest = SAMPLE_COPIES
     per = copies * math.prod(shape) * FLOAT + largest * fp.largest
     _check([_model_part(cfg, fp, 1, ""), Part("n", f"drawing {n:.3g} samples at once", n * per)],

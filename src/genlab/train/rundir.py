@@ -23,16 +23,26 @@ from genlab.errors import DataError
 __all__ = ["check_run_dir", "inside", "refuse_outside"]
 
 
+def _resolved(path: Path) -> Path | None:
+    """`path` with every link resolved; None for a loop of links."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return None
+
+
 def inside(path: Path, base: Path) -> bool:
     """Whether `path`, with every symbolic link resolved, lies in `base` (or is `base`)."""
-    return Path(path).resolve().is_relative_to(Path(base).resolve())
+    resolved, root = _resolved(path), _resolved(base)
+    return resolved is not None and root is not None and resolved.is_relative_to(root)
 
 
 def refuse_outside(path: Path, base: Path) -> None:
     """A DataError naming `path` if it resolves outside `base` (a link leading elsewhere)."""
     if not inside(path, base):
-        raise DataError(f"{path}: resolves to {Path(path).resolve()}, outside the run directory "
-                        f"{base}; refused (replace the link by the file itself)")  # fmt: skip
+        target = _resolved(path) or "a loop of links"
+        raise DataError(f"{path}: resolves to {target}, outside the run directory {base}; "
+                        "refused (replace the link by the file itself)")  # fmt: skip
 
 
 def check_run_dir(run_dir: Path | str) -> None:
