@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import shutil
 import struct
 import zlib
@@ -194,3 +195,23 @@ def test_modules_first_imported_by_a_meta_build_keep_their_tensors_on_the_cpu() 
                           env={**os.environ, "PYTHONPATH": src}, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [({"net": {"depth": 10**12}}, "net.depth: must be <= 1000 (got 1000000000000)"),
+     ({"model": {"family": "nice"}, "flow": {"layers": 10**15}}, "flow.layers: must be <= 1000"),
+     ({"model": {"family": "vae"}, "vae": {"depth": 10**12}}, "vae.depth: must be <= 1000"),
+     ({"data": {"name": "digits"}, "net": {"name": "unet", "channel_mult": [1] * 17}},
+      "net.channel_mult: at most 16 levels (got 17)"),
+     ({"model": {"preset": "ddpm", "path_options": {"num_steps": 10**12}}},
+      "model.path_options: 'ddpm': num_steps must be an integer in 2..1000000")],
+)  # fmt: skip
+def test_counts_of_layers_that_would_hang_the_build_are_refused(values, message) -> None:
+    """A model is built one module at a time: 10**12 layers hung before any estimate (and a
+    DDPM path of 10**12 steps allocated its tables while the config was being checked)."""
+    from genlab.config import RunConfig
+    from genlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        RunConfig.from_dict(values)

@@ -235,6 +235,9 @@ class EDMPath(NoisePath):
         return 250.0 * torch.log(t)
 
 
+MAX_DDPM_STEPS = 1_000_000  # noise levels of a discrete path (its tables: 8 bytes each)
+
+
 def ddpm_alphas_cumprod(schedule: str, num_steps: int) -> Tensor:
     """abar_k for k = 0..K-1 in float64: Ho et al. (2020) linear betas 1e-4..0.02, Stable
     Diffusion's scaled_linear (betas linear in sqrt between 0.00085 and 0.012), or the
@@ -273,6 +276,9 @@ class DDPMPath(NoisePath):
     _log_s: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.num_steps, int) or not 2 <= self.num_steps <= MAX_DDPM_STEPS:
+            raise ValueError(f"num_steps must be an integer in 2..{MAX_DDPM_STEPS} "
+                             f"(got {self.num_steps!r})")  # fmt: skip
         abar = ddpm_alphas_cumprod(self.schedule, self.num_steps)
         s = torch.sqrt((1.0 - abar) / abar)
         object.__setattr__(self, "alphas_cumprod", abar)
