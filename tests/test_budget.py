@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, run_cli
+from run_helpers import snapshot, train_tiny
 
 from genlab import memory, registry
 from genlab.config import RunConfig
@@ -121,13 +122,7 @@ def test_absurd_sizes_are_refused_before_allocating(tmp_path, capsys, override, 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("budget")
-    (root / "c.toml").write_text(TINY)
-    from genlab.config import load_config
-    from genlab.runs import train_run
-
-    train_run(load_config(root / "c.toml"), root / "run", progress=False)
-    return root / "run"
+    return train_tiny(tmp_path_factory.mktemp("budget"), TINY)
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -142,11 +137,11 @@ def test_a_crafted_config_json_is_refused_with_one_line(tiny_run, tmp_path, caps
     record = json.loads((run / "config.json").read_text())
     record["config"][key] = value
     (run / "config.json").write_text(json.dumps(record))
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    before = snapshot(run)
     for args in (["sample", run, "--out", tmp_path / "s.npy"], ["eval", run]):
         code, _, err = run_cli(args, capsys)
         assert_one_line_error(code, err, message)
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert snapshot(run) == before
 
 
 def test_drawing_too_many_samples_is_refused(tiny_run, tmp_path, capsys) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
 from PIL import Image
+from run_helpers import train_tiny
 
 from genlab import memory
 from genlab.data.images import load_array_images, load_image_folder, read_idx
@@ -42,13 +43,7 @@ progress = false
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("regressions")
-    (root / "c.toml").write_text(TINY)
-    from genlab.config import load_config
-    from genlab.runs import train_run
-
-    train_run(load_config(root / "c.toml"), root / "run", progress=False)
-    return root / "run"
+    return train_tiny(tmp_path_factory.mktemp("regressions"), TINY)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import assert_one_line_error, run_cli
+from run_helpers import snapshot, train_tiny
 
 from genlab.errors import ConfigError
 from genlab.runs import lock as run_lock_module
@@ -49,34 +50,22 @@ n = 20
 SRC = str(Path(__file__).parent.parent / "src")
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under `root` with its bytes (the directory's exact state)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A trained run (checkpoints at steps 2 and 4) and its config, `tiny.toml` beside it."""
-    root = tmp_path_factory.mktemp("trained")
-    (root / "tiny.toml").write_text(TINY)
-    from genlab.config import load_config
-    from genlab.runs import train_run
-
-    train_run(load_config(root / "tiny.toml"), root / "run", progress=False)
-    return root
+    """A trained run (checkpoints at steps 2 and 4) with its config `c.toml` beside it."""
+    return train_tiny(tmp_path_factory.mktemp("trained"), TINY)
 
 
 @pytest.fixture
 def run(trained: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the trained run (with `tiny.toml` beside it)."""
-    shutil.copy(trained / "tiny.toml", tmp_path / "tiny.toml")
-    shutil.copytree(trained / "run", tmp_path / "run", symlinks=True)
+    """A fresh copy of the trained run (with `c.toml` beside it)."""
+    shutil.copy(trained.parent / "c.toml", tmp_path / "c.toml")
+    shutil.copytree(trained, tmp_path / "run", symlinks=True)
     return tmp_path / "run"
 
 
 def _resume(run: Path, capsys, *extra: str) -> tuple[int, str, str]:
-    args = ["train", run.parent / "tiny.toml", "--out", run, "--resume", "--set",
+    args = ["train", run.parent / "c.toml", "--out", run, "--resume", "--set",
             "train.steps=6", *extra]  # fmt: skip
     return run_cli(args, capsys)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from _train_models import make_data, make_model
+from run_helpers import snapshot
 
 from genlab.errors import ConfigError, DataError
 from genlab.train import TrainConfig, fit
@@ -24,12 +25,6 @@ def _fit(run_dir: Path, *, resume: bool = False, **overrides) -> Path:
     cfg = TrainConfig(**{**CFG, **overrides})
     return fit(make_model(), data, cfg, run_dir, cond=cond, resume=resume,
                run_config={"name": "tiny"}).checkpoint  # fmt: skip
-
-
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under `root` with its bytes (the directory's exact state)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}  # fmt: skip
 
 
 def fail_writes_of(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
