@@ -79,56 +79,62 @@ def _damage_config(rng: Chooser, path: Path) -> str:
     return f"config.json {op}"
 
 
-def damage_run(rng: Chooser, run: Path, outside: Path) -> str:
-    """Damage a copied run directory in one random way; returns what was done."""
-    entries = _entries(run)
-    target = rng.choice(entries)
-    rel = target.relative_to(run)
-    op = rng.choice(["delete", "bytes", "bytes", "config", "pointer", "link", "swap", "junk",
-                     "fifo", "nothing"])  # fmt: skip
-    if op == "config":
-        return _damage_config(rng, run / "config.json")
-    root = run / "checkpoints"
-    if op in ("pointer", "junk") and (root.is_symlink() or not root.is_dir()):
+def _damage_checkpoints(rng: Chooser, root: Path, op: str) -> str:
+    """Rewrite the `latest` pointer, or add a junk checkpoint directory."""
+    if root.is_symlink() or not root.is_dir():
         return "checkpoints already replaced"
     if op == "pointer":
         (root / "latest").unlink(missing_ok=True)  # it may be a link or a FIFO by now
         (root / "latest").write_bytes(rng.choice(POINTERS))
         return "latest pointer"
-    if op == "junk":
-        junk = root / rng.choice([".tmp-step_00000009", ".best-old", "step_00000009",
-                                  "step_abc", "best"])  # fmt: skip
-        if junk.is_symlink() or junk.is_file():
-            junk.unlink()
-        shutil.rmtree(junk, ignore_errors=True)
-        junk.mkdir(exist_ok=True)
-        (junk / "model.safetensors").write_bytes(rng.randbytes(rng.randint(0, 64)))
-        return f"junk {junk.name}"
-    if op == "nothing":
-        return "intact"
+    junk = root / rng.choice([".tmp-step_00000009", ".best-old", "step_00000009", "step_abc",
+                              "best"])  # fmt: skip
+    if junk.is_symlink() or junk.is_file():
+        junk.unlink()
+    shutil.rmtree(junk, ignore_errors=True)
+    junk.mkdir()
+    (junk / "model.safetensors").write_bytes(rng.randbytes(rng.randint(0, 64)))
+    return f"junk {junk.name}"
+
+
+def _damage_entry(rng: Chooser, run: Path, target: Path, op: str, outside: Path) -> str:
+    """Delete, damage, link, swap or replace by a FIFO one file or directory of a run."""
+    rel = target.relative_to(run)
     if target.is_symlink() or not (target.is_file() or target.is_dir()):
         return f"{rel} already replaced"  # never read a link or a FIFO
-    if target.is_dir() and op != "link":
+    if target.is_dir():
         shutil.rmtree(target)
-        if op == "swap":
+        if op == "link":
+            target.symlink_to(outside)
+        elif op == "swap":
             target.write_bytes(b"x")
         return f"{op} dir {rel}"
-    if op == "delete":
-        target.unlink()
-    elif op == "bytes":
+    if op == "bytes":
         data, how = damage_bytes(rng, target.read_bytes())
         target.write_bytes(data)
         return f"{how} {rel}"
-    elif op == "link":
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.unlink()
+    if op == "link":
         target.symlink_to(rng.choice([outside, Path("/dev/zero"), run / "config.json"]))
     elif op == "swap":
-        target.unlink()
         target.mkdir()
     elif op == "fifo":
-        target.unlink()
         os.mkfifo(target)
     return f"{op} {rel}"
+
+
+def damage_run(rng: Chooser, run: Path, outside: Path) -> str:
+    """Damage a copied run directory in one random way; returns what was done."""
+    target = rng.choice(_entries(run))
+    op = rng.choice(["delete", "bytes", "bytes", "config", "pointer", "link", "swap", "junk",
+                     "fifo", "nothing"])  # fmt: skip
+    if op == "config":
+        return _damage_config(rng, run / "config.json")
+    if op in ("pointer", "junk"):
+        return _damage_checkpoints(rng, run / "checkpoints", op)
+    if op == "nothing":
+        return "intact"
+    return _damage_entry(rng, run, target, op, outside)
 
 
 def run_case(rng: Chooser) -> Case:

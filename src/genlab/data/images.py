@@ -109,6 +109,14 @@ def _read_image(path: Path, size: int | None, channels: int) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
+def _check_fits(root: Path, n: int, size: int | None) -> None:
+    """Refuse `n` images resized to `size` that cannot fit: uint8 pixels, then float32 twice
+    (scaled to [-1, 1], and the training copy)."""
+    reason = None if size is None else too_big(f"{n} images of {size}x{size}", n * size**2 * 9)
+    if reason is not None:
+        raise DataError(f"{root}: {reason} (a smaller size?)")
+
+
 def load_image_folder(
     path: PathLike,
     size: int | None = None,
@@ -142,10 +150,7 @@ def load_image_folder(
         classes = None
     if not files:
         raise DataError(f"{root}: no {'/'.join(IMAGE_EXTENSIONS)} images found")
-    if size is not None:  # uint8 pixels, then float32 twice (scaled, and the training copy)
-        reason = too_big(f"{len(files)} images of {size}x{size}", len(files) * size**2 * 9)
-        if reason is not None:
-            raise DataError(f"{root}: {reason} (a smaller size?)")
+    _check_fits(root, len(files), size)
     arrays = []
     for f, _ in files:
         array = _read_image(f, size, channels)

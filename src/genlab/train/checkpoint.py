@@ -21,13 +21,11 @@ checkpoint; temporaries left by a killed write are ignored and removed by `clean
 renames leaves only `.best-old`, which `best_checkpoint` then returns and `clean_temporaries`
 renames back to `best`. `best/` holds no trainer state: it is for loading, not resuming.
 
-Failures. A write that fails (disk full, permission denied) raises an OSError naming the
-file; the temporary is removed and every earlier checkpoint is left as it was. Every file of
-a checkpoint is listed with its SHA-256 in `sha256.json` (checkpoints of older versions have
-none and are checked by parsing alone), so a truncated or altered file is reported as a
-`CorruptCheckpoint` naming it; `intact_checkpoints` lists what a run can fall back to. The
-pointer `latest` must name a `step_*` directory, and no checkpoint path may lead outside
-the run directory (`genlab.train.rundir`).
+Failures. A failed write (disk full, permission denied) raises an OSError naming the file;
+its temporary is removed and every earlier checkpoint is left as it was. `sha256.json` lists
+every file's digest (checked by `genlab.train.checkpoint_io`); `intact_checkpoints` lists
+what a run can fall back to. `latest` must name a `step_*` directory, and no checkpoint path
+may lead outside the run directory (`genlab.train.rundir`).
 """
 
 from __future__ import annotations
