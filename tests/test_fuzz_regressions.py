@@ -210,3 +210,15 @@ def test_counts_of_layers_that_would_hang_the_build_are_refused(values, message)
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         RunConfig.from_dict(values)
+
+
+def test_an_npy_header_numpy_cannot_tokenize_is_one_line(tmp_path) -> None:
+    """Bytes inserted into the header dict made numpy raise tokenize.TokenError."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((4, 2), np.float32))
+    data = buffer.getvalue()
+    at = data.index(b"(4, 2)")
+    path = tmp_path / "p.npy"
+    path.write_bytes(data[:at] + b"((" + data[at:])
+    with pytest.raises(DataError, match=r"p\.npy: not a readable \.npy file \(bad header: "):
+        load_points(path)

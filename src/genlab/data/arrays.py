@@ -7,12 +7,15 @@ the kernel's out-of-memory killer) instead of a message. :func:`check_array_file
 every declared size with the bytes the file really holds (for an archive member, the size
 its zip entry records) and with the memory this process may use
 (:func:`genlab.memory.memory_limit`), and raises :class:`genlab.errors.DataError` naming
-the file; anything it cannot parse is left to ``numpy.load`` to report.
+the file, as it does for a header it cannot parse (numpy would raise errors of several
+kinds, some outside its documented ones); an archive it cannot open is left to
+``numpy.load`` to report.
 """
 
 from __future__ import annotations
 
 import math
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,15 +32,17 @@ _NPY_MAGIC = b"\x93NUMPY"
 
 
 def _check_member(name: str, kind: str, f: IO[bytes], size: int) -> None:
-    """Check one .npy stream of `size` bytes against its header (unparsable: no check)."""
+    """Check one .npy stream of `size` bytes against its header."""
     try:
         version = np.lib.format.read_magic(f)
         read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                 else np.lib.format.read_array_header_2_0)  # fmt: skip
         shape, _, dtype = read(f)
         need = math.prod(shape) * dtype.itemsize
-    except (ValueError, OSError, EOFError, TypeError, SyntaxError, OverflowError):
-        return
+    except (ValueError, OSError, EOFError, TypeError, SyntaxError, OverflowError,
+            tokenize.TokenError) as err:  # numpy parses the header as Python literals
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DataError(f"{name}: not a readable {kind} file (bad header: {first})") from None
     have = size - f.tell()
     if need > have:
         raise DataError(f"{name}: not a readable {kind} file (its header declares an array "
