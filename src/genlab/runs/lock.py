@@ -188,6 +188,16 @@ def _open_locked(path: Path, run_dir: Path) -> int:
                       "trainer starting in this directory?")  # fmt: skip
 
 
+def _record(fd: int, path: Path, holder: Holder) -> None:
+    """Write the holder into the lock file (a failed write names the file)."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(asdict(holder)).encode(), 0)
+        os.fsync(fd)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
+
+
 def acquire(run_dir: Path) -> RunLock:
     """Lock `run_dir` (created if missing) for this process; see the module docstring."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -202,9 +212,7 @@ def acquire(run_dir: Path) -> RunLock:
                               f"{path}")  # fmt: skip
         if previous is not None and previous.pid != me.pid and previous.running():
             raise _busy(run_dir, previous)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(asdict(me)).encode(), 0)
-        os.fsync(fd)
+        _record(fd, path, me)
     except BaseException:
         os.close(fd)
         raise
