@@ -185,6 +185,7 @@ def test_resume_reads_grad_clip_none_of_older_checkpoints_as_no_clipping(tmp_pat
     state = ckpt.read_trainer_state(last)
     state["train_config"]["grad_clip"] = None
     torch.save(state, last / ckpt.STATE_FILE)
+    (last / ckpt.MANIFEST).unlink()  # older versions wrote no sha256.json either
     with pytest.raises(ConfigError, match="train.grad_clip"):
         _fit(run, resume=True, steps=6, grad_clip=1.0)
     assert _fit(run, resume=True, steps=6, grad_clip=0).steps == 6

@@ -60,14 +60,29 @@ def _usage_error(err: typer.TyperException) -> None:
     _fail(f"error: {message} (see genlab --help)", status)
 
 
+def _warn(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+    print(" ".join(f"warning: {message}".split()), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the `genlab` script; maps errors to one line and an exit status."""
+    """Entry point of the `genlab` script; maps errors to one line and an exit status.
+    Warnings are one line each too."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn
+        status = _run(argv)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _run(argv: list[str] | None) -> object:
+    """Run the app; every error a user can fix ends the process with one line."""
     import pydantic
 
     from genlab.config.toml import tomllib
 
     try:
-        status = app(args=argv, prog_name="genlab", standalone_mode=False)
+        return app(args=argv, prog_name="genlab", standalone_mode=False)
     except TrainingDiverged as err:
         _fail(f"training diverged: {err}", 1)
     except ConfigError as err:
@@ -87,4 +102,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.TyperException as err:  # click's usage errors
         _usage_error(err)
-    sys.exit(status if isinstance(status, int) else 0)
+    return 0

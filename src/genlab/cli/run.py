@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from genlab.cli.app import app, console
+from genlab.cli.checkpoints import CheckpointOpt, fallback_hint
 from genlab.cli.decode import DecodeOpt, TemperatureOpt, TopKOpt, TopPOpt
 from genlab.errors import ConfigError
 
@@ -65,13 +66,15 @@ def train(
     if torchrun_env():  # one rank of a job torchrun started
         if nproc is not None:
             raise ConfigError("--nproc: this process was started by torchrun already")
-        result = launch.train_worker(cfg, run_dir, resume=resume, threads=threads)
+        with fallback_hint(run_dir, resume=True):
+            result = launch.train_worker(cfg, run_dir, resume=resume, threads=threads)
     elif (nproc or 1) > 1 or max_restarts > 0:
         _launch(cfg, config, set_ or [], run_dir, resume=resume, nproc=nproc or 1,
                 max_restarts=max_restarts, threads=threads)  # fmt: skip
         return  # rank 0 printed the summary
     else:
-        result = _train_here(cfg, run_dir, resume, threads)
+        with fallback_hint(run_dir, resume=True):
+            result = _train_here(cfg, run_dir, resume, threads)
     if result is not None:
         _print_columns(run_dir)
         loss = "-" if result.final_loss is None else f"{result.final_loss:.4g}"
@@ -212,6 +215,7 @@ def sample(
     temperature: TemperatureOpt = None,
     top_k: TopKOpt = None,
     top_p: TopPOpt = None,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Draw samples from a trained run; write them as .npy, a .png scatter over test data
     (points) or a .png image grid (image runs). Token priors decode with --decode
@@ -228,7 +232,8 @@ def sample(
 
     from genlab.runs import draw, load_run
 
-    run = load_run(run_dir)
+    with fallback_hint(run_dir):
+        run = load_run(run_dir, checkpoint)
     png = out.suffix.lower() == ".png"
     count = n or (min(run.config.sample.n, GRID_N) if run.is_image and png else run.config.sample.n)
     seed = run.config.sample.seed if seed is None else seed
@@ -322,6 +327,7 @@ def eval_(
             help="Also the test log-likelihood ([likelihood] settings; bits/dim for image runs).",
         ),
     ] = False,
+    checkpoint: CheckpointOpt = None,
 ) -> None:
     """Sample a run and compare with its held-out test split; write RUN_DIR/eval.json.
 
@@ -341,8 +347,10 @@ def eval_(
         make_data,
         sampling_record,
     )
+    from genlab.train.checkpoint import atomic_write
 
-    run = load_run(run_dir)
+    with fallback_hint(run_dir):
+        run = load_run(run_dir, checkpoint)
     data = make_data(run.config.data)
     estimates = _test_likelihood(run, data) if likelihood else []
     decoding = (decode, temperature, top_k, top_p)
@@ -368,7 +376,7 @@ def eval_(
         record["family_metrics"] = _json_safe(own)
     if estimates:
         record["likelihood"] = [_json_safe(e.as_dict()) for e in estimates]
-    (run.run_dir / "eval.json").write_text(json.dumps(record, indent=2) + "\n")
+    atomic_write(run.run_dir / "eval.json", (json.dumps(record, indent=2) + "\n").encode())
     nfe = "" if used["nfe"] is None else f", nfe {used['nfe']}"
     title = f"{run.run_dir} ({used['sampler']}{nfe}, n {count})"
     table = _image_table(title, metrics) if run.is_image else _metrics_table(title, metrics)

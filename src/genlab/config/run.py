@@ -73,6 +73,8 @@ class NetConfig:
             raise ConfigError(f"net: must be a table (got {values!r})")
         raw = dict(values)
         name = raw.pop("name", "mlp")
+        if not isinstance(name, str):
+            raise ConfigError(f"net.name: must be a string (got {name!r})")
         if name not in NETS:
             raise ConfigError(f"net.name: {name!r} is not one of {', '.join(sorted(NETS))}")
         spec = NETS[name]

@@ -16,8 +16,11 @@ folder, ``.npy`` / ``.npz`` as arrays, anything else as an IDX file.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -26,11 +29,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from genlab.data.arrays import check_array_file
 from genlab.errors import DataError
+from genlab.memory import format_bytes, memory_limit, too_big
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageData",
+    "check_fits",
     "from_unit",
     "load_array_images",
     "load_idx_images",
@@ -90,7 +96,8 @@ def _read_image(path: Path, size: int | None, channels: int) -> np.ndarray:
         with Image.open(path) as img:
             img.load()
             img = img.convert("L" if channels == 1 else "RGB")
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:  # fmt: skip
         raise DataError(f"{path}: not a readable image ({_first_line(exc)})") from None
     if size is not None:
         w, h = img.size
@@ -102,6 +109,14 @@ def _read_image(path: Path, size: int | None, channels: int) -> np.ndarray:
         img = img.crop((left, top, left + size, top + size))
     array = np.asarray(img, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
+
+
+def check_fits(root: Path, n: int, size: int | None) -> None:
+    """Refuse `n` images resized to `size` that cannot fit: uint8 pixels, then float32 twice
+    (scaled to [-1, 1], and the training copy)."""
+    reason = None if size is None else too_big(f"{n} images of {size}x{size}", n * size**2 * 9)
+    if reason is not None:
+        raise DataError(f"{root}: {reason} (a smaller size?)")
 
 
 def load_image_folder(
@@ -137,6 +152,7 @@ def load_image_folder(
         classes = None
     if not files:
         raise DataError(f"{root}: no {'/'.join(IMAGE_EXTENSIONS)} images found")
+    check_fits(root, len(files), size)
     images = read_images([f for f, _ in files], size, channels)
     y = torch.tensor([label for _, label in files]) if classes is not None else None
     return ImageData(images, y, classes)
@@ -180,6 +196,7 @@ def load_array_images(
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: {'not a regular file' if p.exists() else 'file not found'}")
+    check_array_file(p)  # a header declaring more than the file holds is not allocated
     try:
         loaded = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -314,11 +331,33 @@ def array_images(
             )
         if labels.shape[0] != x.shape[0]:
             raise DataError(f"{path}: {labels.shape[0]} labels for {x.shape[0]} images")
+        if labels.size and labels.min() < 0:
+            raise DataError(f"{path}: labels must be class indices 0, 1, ... "
+                            f"(got {labels.min()})")  # fmt: skip
         y = torch.from_numpy(labels.astype(np.int64))
     return x, y
 
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _idx_bytes(p: Path) -> bytes:
+    """The bytes of an IDX file, gunzipped if need be (at most half the memory this process
+    may use: a small .gz can expand to any size)."""
+    limit = memory_limit() // 2
+    try:
+        with open(p, "rb") as f:
+            raw = f.read()
+        if raw[:2] != b"\x1f\x8b":
+            return raw
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+            raw = unzipped.read(limit + 1)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{p}: corrupt gzip data ({_first_line(exc)})") from None
+    if len(raw) > limit:
+        raise DataError(f"{p}: decompresses to more than {format_bytes(limit)}, half the "
+                        "memory this process may use")  # fmt: skip
+    return raw
 
 
 def read_idx(path: PathLike) -> np.ndarray:
@@ -327,13 +366,7 @@ def read_idx(path: PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: {'not a regular file' if p.exists() else 'file not found'}")
-    try:
-        with open(p, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{p}: corrupt gzip data ({_first_line(exc)})") from None
+    raw = _idx_bytes(p)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{p}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
     ndim = raw[3]
@@ -342,7 +375,7 @@ def read_idx(path: PathLike) -> np.ndarray:
         raise DataError(f"{p}: truncated IDX header ({len(raw)} bytes for {ndim} dimensions)")
     shape = tuple(int(v) for v in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(raw) - header != expected:
         raise DataError(
             f"{p}: IDX data is {len(raw) - header} bytes, shape {shape} needs {expected}"

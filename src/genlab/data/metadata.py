@@ -22,7 +22,7 @@ from typing import Literal, NamedTuple
 
 from torch import Tensor
 
-from genlab.data.images import read_images
+from genlab.data.images import check_fits, read_images
 from genlab.errors import DataError
 
 __all__ = ["METADATA_FILE", "CaptionedImages", "load_captioned_folder", "read_metadata"]
@@ -88,5 +88,6 @@ def load_captioned_folder(
     shorter side and centre-crops, `channels` 1 or 3, as `load_image_folder`)."""
     captions = read_metadata(folder)
     files = list(captions)
+    check_fits(Path(folder), len(files), size)
     images = read_images(files, size, channels)
     return CaptionedImages(images, tuple(tuple(captions[f]) for f in files))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genlab.data.arrays import check_array_file
 from genlab.errors import DataError
 
 __all__ = [
@@ -92,6 +93,7 @@ def load_points(path: str | os.PathLike[str]) -> Tensor:
 
 
 def _read_npy(p: Path) -> Table:
+    check_array_file(p)  # a header declaring more than the file holds is not allocated
     try:
         array = np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -79,11 +79,11 @@ class NoisePath(ABC):
 
     @property
     def sigma_min(self) -> float:
-        return float(self.noise_level(torch.tensor(self.t_min, dtype=torch.float64)))
+        return float(self.noise_level(torch.tensor(self.t_min, dtype=torch.float64, device="cpu")))
 
     @property
     def sigma_max(self) -> float:
-        return float(self.noise_level(torch.tensor(self.t_max, dtype=torch.float64)))
+        return float(self.noise_level(torch.tensor(self.t_max, dtype=torch.float64, device="cpu")))
 
     def config(self) -> dict[str, object]:
         """The constructor arguments, for saving and rebuilding the path by name."""
@@ -185,7 +185,8 @@ class VPPath(NoisePath):
 
     @property
     def sigma_min(self) -> float:
-        return float(self.noise_level(torch.tensor(self.t_eps_sample, dtype=torch.float64)))
+        t = torch.tensor(self.t_eps_sample, dtype=torch.float64, device="cpu")
+        return float(self.noise_level(t))
 
 
 @dataclass(frozen=True)
@@ -234,17 +235,22 @@ class EDMPath(NoisePath):
         return 250.0 * torch.log(t)
 
 
+MAX_DDPM_STEPS = 1_000_000  # noise levels of a discrete path (its tables: 8 bytes each)
+
+
 def ddpm_alphas_cumprod(schedule: str, num_steps: int) -> Tensor:
     """abar_k for k = 0..K-1 in float64: Ho et al. (2020) linear betas 1e-4..0.02, Stable
     Diffusion's scaled_linear (betas linear in sqrt between 0.00085 and 0.012), or the
-    cosine schedule of Nichol & Dhariwal (2021, eq. 17), offset 0.008, betas clipped at 0.999."""
+    cosine schedule of Nichol & Dhariwal (2021, eq. 17), offset 0.008, betas clipped at 0.999.
+    On the CPU whatever the default device, like every constant of a path (a model built on
+    the meta device to be measured still has its noise levels)."""
     k = num_steps
     if schedule == "linear":
-        betas = torch.linspace(1e-4, 0.02, k, dtype=torch.float64)
+        betas = torch.linspace(1e-4, 0.02, k, dtype=torch.float64, device="cpu")
     elif schedule == "scaled_linear":
-        betas = torch.linspace(0.00085**0.5, 0.012**0.5, k, dtype=torch.float64) ** 2
+        betas = torch.linspace(0.00085**0.5, 0.012**0.5, k, dtype=torch.float64, device="cpu") ** 2
     elif schedule == "cosine":
-        steps = torch.arange(k + 1, dtype=torch.float64) / k
+        steps = torch.arange(k + 1, dtype=torch.float64, device="cpu") / k
         f = torch.cos((steps + 0.008) / 1.008 * math.pi / 2) ** 2
         betas = torch.clamp(1.0 - f[1:] / f[:-1], max=0.999)
     else:
@@ -270,6 +276,9 @@ class DDPMPath(NoisePath):
     _log_s: Tensor = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.num_steps, int) or not 2 <= self.num_steps <= MAX_DDPM_STEPS:
+            raise ValueError(f"num_steps must be an integer in 2..{MAX_DDPM_STEPS} "
+                             f"(got {self.num_steps!r})")  # fmt: skip
         self._tabulate(ddpm_alphas_cumprod(self.schedule, self.num_steps))
 
     def _tabulate(self, abar: Tensor) -> None:
@@ -331,7 +340,7 @@ class TabulatedDDPMPath(DDPMPath):
     name: str = field(default="ddpm-table", init=False)
 
     def __post_init__(self) -> None:
-        abar = torch.tensor(self.table, dtype=torch.float64)  # (K,)
+        abar = torch.tensor(self.table, dtype=torch.float64, device="cpu")  # (K,)
         if abar.ndim != 1 or abar.numel() < 2:
             raise ValueError("a tabulated DDPM path needs at least two alphas_cumprod")
         inside = bool(torch.all((abar > 0) & (abar < 1)))

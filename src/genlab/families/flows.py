@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.errors import ConfigError
 from genlab.families.base import Family, Shape
+from genlab.nets.configs import MAX_LAYERS, MAX_LEVELS
 
 if TYPE_CHECKING:
     from genlab.config import RunConfig
@@ -31,11 +32,11 @@ class FlowOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(8, ge=1)
+    steps: int = Field(8, ge=1, le=MAX_LAYERS)
     hidden: int = Field(64, ge=1)
-    layers: int = Field(2, ge=1)
-    levels: int = Field(2, ge=1)
-    checkerboard: int = Field(4, ge=0)
+    layers: int = Field(2, ge=1, le=MAX_LAYERS)
+    levels: int = Field(2, ge=1, le=MAX_LEVELS)
+    checkerboard: int = Field(4, ge=0, le=MAX_LAYERS)
     scale: Literal["tanh", "sigmoid"] | None = None
     lu: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.errors import ConfigError
 from genlab.families.base import Family, LikelihoodBound, Shape
+from genlab.nets.configs import MAX_LAYERS
 
 if TYPE_CHECKING:
     from genlab.autoencoders import Likelihood
@@ -33,7 +34,7 @@ class VAEOptions(BaseModel):
 
     latent_dim: int = Field(16, ge=1)
     hidden: int = Field(512, ge=1)
-    depth: int = Field(2, ge=1)
+    depth: int = Field(2, ge=1, le=MAX_LAYERS)
     decoder: Decoder = "auto"
 
 
@@ -48,7 +49,7 @@ class CategoricalVAEOptions(BaseModel):
     n_latents: int = Field(16, ge=1)
     n_classes: int = Field(8, ge=2)
     hidden: int = Field(512, ge=1)
-    depth: int = Field(2, ge=1)
+    depth: int = Field(2, ge=1, le=MAX_LAYERS)
     decoder: Decoder = "auto"
     estimator: Literal["gumbel", "straight_through", "reinforce"] = "gumbel"
     tau: float = Field(1.0, gt=0)

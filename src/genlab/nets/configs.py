@@ -16,9 +16,16 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
-__all__ = ["DiTConfig", "MLPConfig", "UNetConfig"]
+__all__ = ["MAX_LAYERS", "MAX_LEVELS", "DiTConfig", "Layers", "MLPConfig", "UNetConfig"]
+
+# Counts of layers, blocks and steps are bounded: a network is built one module at a time,
+# so a config asking for 10**12 layers would hang before its memory could be estimated
+# (genlab.runs.budget). The bounds are far above any model trained here.
+MAX_LAYERS = 1000
+MAX_LEVELS = 16  # resolutions of a multi-scale network (2**16 pixels a side)
 
 Positive = Annotated[int, Field(ge=1)]
+Layers = Annotated[int, Field(ge=1, le=MAX_LAYERS)]
 Rate = Annotated[float, Field(ge=0, lt=1)]
 _FORBID = ConfigDict(extra="forbid")
 
@@ -31,7 +38,7 @@ class MLPConfig:
     __pydantic_config__ = _FORBID
 
     hidden: Positive = 256
-    depth: Positive = 3
+    depth: Layers = 3
     time_dim: Annotated[int, Field(ge=2)] = 64
     dropout: Rate = 0.0
 
@@ -49,7 +56,7 @@ class UNetConfig:
     out_channels: Positive | None = None
     channels: Positive = 32
     channel_mult: tuple[int, ...] = (1, 2)
-    num_res_blocks: Positive = 1
+    num_res_blocks: Layers = 1
     attention_levels: tuple[int, ...] = (1,)
     head_dim: Positive = 32
     dropout: Rate = 0.0
@@ -62,6 +69,8 @@ class UNetConfig:
         mult, levels = self.channel_mult, self.attention_levels
         if not mult or min(mult) < 1:
             raise ValueError(f"channel_mult: must be positive integers (got {list(mult)})")
+        if len(mult) > MAX_LEVELS:
+            raise ValueError(f"channel_mult: at most {MAX_LEVELS} levels (got {len(mult)})")
         bad = [lv for lv in levels if not 0 <= lv < len(mult)]
         if bad:
             raise ValueError(f"attention_levels: levels {bad} outside 0..{len(mult) - 1}")
@@ -79,7 +88,7 @@ class DiTConfig:
     out_channels: Positive | None = None
     patch_size: Positive = 2
     hidden: Positive = 128
-    depth: Positive = 4
+    depth: Layers = 4
     num_heads: Positive = 4
     mlp_ratio: Annotated[float, Field(gt=0)] = 4.0
     num_classes: Positive | None = None

@@ -14,8 +14,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genlab import registry
 from genlab.config import RunConfig
+from genlab.config.sections import DIGITS_SIZE
 from genlab.errors import ConfigError, DataError
+from genlab.train.rundir import check_run_dir
 
 if TYPE_CHECKING:
     from genlab.data.columns import ColumnStats
@@ -53,6 +56,7 @@ def read_record(run_dir: Path | str) -> dict[str, Any]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: run directory not found")
+    check_run_dir(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise DataError(f"{path}: missing (is {run_dir} a genlab run directory?)")
@@ -78,6 +82,25 @@ def read_run_config(
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{path}: corrupt run config (not genlab's JSON record)") from None
     try:
-        return RunConfig.from_dict(values), shape
+        cfg = RunConfig.from_dict(values)
     except ConfigError as err:
         raise DataError(f"{path}: {err}") from None
+    _check_shape(path, cfg, shape, record.get("data_dim"))
+    return cfg, shape
+
+
+def _check_shape(path: Path, cfg: RunConfig, shape: tuple[int, ...], dim: Any) -> None:
+    """The example shape must be one the config's data can have: (D,) for vectors, (C, H, W)
+    for images, the set's own shape where it is fixed, and D = prod(shape) if recorded."""
+    data = cfg.data
+    fixed: tuple[int, ...] | None = None
+    if data.name in (*registry.TOY_DATASETS, registry.GMM_RING):
+        fixed = (2,)
+    elif data.name == registry.DIGITS:
+        fixed = (1, DIGITS_SIZE, DIGITS_SIZE)
+    rank = 3 if data.is_image else 1
+    wrong = len(shape) != rank or min(shape, default=0) < 1 or (fixed and shape != fixed)
+    if wrong or (dim is not None and dim != math.prod(shape)):
+        want = fixed or ("(C, H, W)" if data.is_image else "(D,)")
+        raise DataError(f"{path}: data_shape {list(shape)} (data_dim {dim}) cannot be the shape "
+                        f"of data.name = {data.name!r} examples ({want})")  # fmt: skip

@@ -16,11 +16,15 @@ from genlab.config import RunConfig
 from genlab.errors import ConfigError, DataError
 from genlab.families import Family
 from genlab.protocol import GenerativeModel
+from genlab.runs import budget
 from genlab.runs.data import Data, make_data, split_holdout
+from genlab.runs.lock import run_lock
 from genlab.runs.record import TRANSFORM_KEY, read_record, read_run_config, run_record
 from genlab.runs.stage import fit_stage
 from genlab.runs.text import caption_conditions
 from genlab.train import TrainResult, best_checkpoint, fit, latest_checkpoint, load_weights
+from genlab.train.checkpoint import check_fresh, named_checkpoint
+from genlab.train.rundir import check_run_dir
 from genlab.transform import ColumnTransform
 
 __all__ = ["Run", "build_model", "load_run", "train_run"]
@@ -63,10 +67,33 @@ def train_run(
     the run directory records everything needed to rebuild the model. `on_log` receives
     every line of `metrics.jsonl` as it is written. A text-conditioned
     run encodes its captions and evaluation prompts into the run's embedding cache first
-    (`genlab.runs.text`) and trains on caption groups (`genlab.text.table.Captions`)."""
+    (`genlab.runs.text`) and trains on caption groups (`genlab.text.table.Captions`).
+
+    The run directory is locked while it trains (`genlab.runs.lock`, rank 0: a second
+    trainer fails naming the holder), checked for links leading outside it, and a fresh start
+    (`resume=False`) is refused if it holds checkpoints, before anything in it changes."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    with run_lock(run_dir):
+        check_fresh(run_dir, resume)
+        return _train(cfg, run_dir, resume=resume, progress=progress, on_log=on_log,
+                      device=device)  # fmt: skip
+
+
+def _train(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    progress: bool | None,
+    on_log: Callable[[dict[str, Any]], None] | None,
+    device: str | torch.device,
+) -> tuple[TrainResult, Data]:
     if cfg.family.prepare is not None:
         cfg = cfg.family.prepare(cfg)
+    budget.check_data(cfg.data)
     data = make_data(cfg.data)
+    budget.check_training(cfg, data.shape, data.train.nbytes + data.test.nbytes)
     columns = fit_stage(cfg, data)
     transform = None if columns is None else ColumnTransform.from_stats(columns)
     torch.manual_seed(cfg.train.seed)  # the initial weights
@@ -157,17 +184,25 @@ class Run:
         return self.model.standardize if isinstance(self.model, Transformed) else None
 
 
-def load_run(run_dir: Path | str) -> Run:
-    """Rebuild the model of a trained run and load its EMA weights: those of the
+def load_run(run_dir: Path | str, checkpoint: str | None = None) -> Run:
+    """Rebuild the model of a trained run and load its EMA weights: those of `checkpoint`
+    (`best`, `latest`, `step_<8 digits>` or a step number) if given, else of the
     best-validation checkpoint when the run selects on validation, else the latest. A data
-    transform recorded in config.json is rebuilt and its statistics loaded with the weights."""
+    transform recorded in config.json is rebuilt and its statistics loaded with the weights.
+
+    A broken weights file raises `CorruptCheckpoint` naming it (`genlab.train.checkpoint`
+    lists the intact checkpoints to fall back to)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
     cfg, shape = read_run_config(run_dir, record)
-    best = best_checkpoint(run_dir) if cfg.train.select == "best" else None
-    ckpt = best or latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        ckpt: Path | None = named_checkpoint(run_dir, checkpoint)
+    else:
+        best = best_checkpoint(run_dir) if cfg.train.select == "best" else None
+        ckpt = best or latest_checkpoint(run_dir)
     if ckpt is None:
         raise DataError(f"{run_dir}: no checkpoint yet (train the run first)")
+    budget.check_loading(cfg, shape)
     columns = record.get(TRANSFORM_KEY)
     transform = None
     if columns is not None:

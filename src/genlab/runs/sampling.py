@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from genlab.diffusion.grid_search import FITTED
+from genlab.runs.budget import check_sampling
 from genlab.runs.data import Data, test_labels
 from genlab.runs.grids import RunGridCache
 from genlab.runs.run import Run
@@ -87,6 +88,7 @@ def draw(
     kwargs = _kwargs(run, options)
     if uncond is not None:
         kwargs["uncond"] = uncond
+    check_sampling(run.config, run.shape, n)
     generator = torch.Generator().manual_seed(seed)
     return run.model.sample(n, cond, generator=generator, **kwargs)
 

@@ -12,6 +12,8 @@ Modules, one concept each:
     session     the loop of `fit`: checkpoints, validation, early stopping, the time budget
     log         the `metrics.jsonl` log and the progress bar
     checkpoint  atomic checkpoint directories
+    checkpoint_io  reading checkpoint files, each checked against its digest
+    rundir      no path of a run directory leads outside it
     ema         the exponential moving average of the weights
 """
 

@@ -6,9 +6,9 @@ Layout of a run directory::
     run_dir/metrics.jsonl                        one JSON object per log step
     run_dir/checkpoints/latest                   text file: name of the newest checkpoint
     run_dir/checkpoints/step_00001000/
-        config.json  model.safetensors  ema.safetensors  trainer_state.pt
+        config.json  model.safetensors  ema.safetensors  trainer_state.pt  sha256.json
     run_dir/checkpoints/best/                    best validation step so far (never pruned)
-        config.json  model.safetensors  ema.safetensors  val.json
+        config.json  model.safetensors  ema.safetensors  val.json  sha256.json
 
 A checkpoint is written into a temporary directory (name starting with `.tmp-`), every file
 is fsynced, and the directory is renamed into place; then `latest` is replaced atomically and
@@ -20,35 +20,59 @@ checkpoint; temporaries left by a killed write are ignored and removed by `clean
 `.best-old`, the new one renamed into place and the old one deleted. A kill between the two
 renames leaves only `.best-old`, which `best_checkpoint` then returns and `clean_temporaries`
 renames back to `best`. `best/` holds no trainer state: it is for loading, not resuming.
+
+Failures. A failed write (disk full, permission denied) raises an OSError naming the file;
+its temporary is removed and every earlier checkpoint is left as it was. `sha256.json` lists
+every file's digest (checked by `genlab.train.checkpoint_io`); `intact_checkpoints` lists
+what a run can fall back to. `latest` must name a `step_*` directory, and no checkpoint path
+may lead outside the run directory (`genlab.train.rundir`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
-from torch import Tensor, nn
+from torch import Tensor
 
-from genlab.errors import DataError
+from genlab.errors import ConfigError, DataError
+from genlab.train.checkpoint_io import (
+    CONFIG_FILE,
+    EMA_FILE,
+    MANIFEST,
+    MODEL_FILE,
+    STATE_FILE,
+    VAL_FILE,
+    CorruptCheckpoint,
+    load_weights,
+    read_best_info,
+    read_checked,
+    read_tensors,
+    read_trainer_state,
+)
+from genlab.train.rundir import refuse_outside
+
+__all__ = ["BEST", "BEST_OLD", "CHECKPOINTS", "CONFIG_FILE", "EMA_FILE", "LATEST", "MANIFEST",
+           "MODEL_FILE", "STATE_FILE", "TMP_PREFIX", "VAL_FILE", "CorruptCheckpoint",
+           "atomic_write", "best_checkpoint", "check_fresh", "checkpoint_step",
+           "clean_temporaries", "intact_checkpoints", "json_bytes", "latest_checkpoint",
+           "load_weights", "named_checkpoint", "named_os_error", "prune", "read_best_info",
+           "read_checked", "read_tensors", "read_trainer_state", "save_best", "save_checkpoint",
+           "step_checkpoints", "step_dir_name"]  # fmt: skip
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.safetensors"
-EMA_FILE = "ema.safetensors"
-STATE_FILE = "trainer_state.pt"
 BEST = "best"
 BEST_OLD = ".best-old"  # the previous best/ while a new one is renamed into place
-VAL_FILE = "val.json"
 
 
 def step_dir_name(step: int) -> str:
@@ -59,9 +83,12 @@ def step_dir_name(step: int) -> str:
 def _step_of(path: Path) -> int | None:
     """Step number encoded in a `step_<8 digits>` directory name, else None."""
     name = path.name
-    if not name.startswith("step_") or not name[5:].isdigit():
+    if not name.startswith("step_") or len(name) != 13 or not name[5:].isdigit():
         return None
     return int(name[5:])
+
+
+# ----------------------------------------------------------------------------- writing
 
 
 def _fsync_dir(path: Path) -> None:
@@ -79,12 +106,24 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def named_os_error(err: OSError, path: Path, note: str = "") -> OSError:
+    """`err` as an OSError naming `path` (a failed write() names no file), `note` appended."""
+    return OSError(err.errno, f"{err.strerror or err}{note}", str(path))
+
+
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a synced temporary file and `os.replace`."""
+    """Write `data` to `path` via a synced temporary file and `os.replace`.
+
+    On failure the temporary is removed, `path` keeps its old content and the OSError
+    names `path`."""
     tmp = path.with_name(TMP_PREFIX + path.name)
-    _write_synced(tmp, data)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    try:
+        _write_synced(tmp, data)
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise named_os_error(err, path) from None
 
 
 def json_bytes(obj: Any) -> bytes:
@@ -102,20 +141,44 @@ def _torch_bytes(obj: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def _fresh_weights_dir(
-    tmp: Path,
-    run_config: dict[str, Any],
-    model_state: dict[str, Tensor],
-    ema_state: dict[str, Tensor],
-) -> Path:
-    """A new, empty `tmp` holding the run config and both weight files (fsynced)."""
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    _write_synced(tmp / CONFIG_FILE, json_bytes(run_config))
-    _write_synced(tmp / MODEL_FILE, _tensor_bytes(model_state))
-    _write_synced(tmp / EMA_FILE, _tensor_bytes(ema_state))
-    return tmp
+Files = dict[str, Callable[[], bytes]]  # file name -> its content, made when written
+
+
+def _weight_files(
+    run_config: dict[str, Any], model_state: dict[str, Tensor], ema_state: dict[str, Tensor]
+) -> Files:
+    return {CONFIG_FILE: lambda: json_bytes(run_config),
+            MODEL_FILE: lambda: _tensor_bytes(model_state),
+            EMA_FILE: lambda: _tensor_bytes(ema_state)}  # fmt: skip
+
+
+def _write_dir(tmp: Path, files: Files, intact: str) -> None:
+    """A new, empty `tmp` holding `files` and their `sha256.json`, all fsynced.
+
+    A failed write removes `tmp` and raises an OSError naming the file and saying what is
+    left `intact`."""
+    current = tmp
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        digests = {}
+        for name, content in files.items():
+            data, current = content(), tmp / name
+            _write_synced(current, data)
+            digests[name] = hashlib.sha256(data).hexdigest()
+        current = tmp / MANIFEST
+        _write_synced(current, json_bytes(digests))
+        _fsync_dir(tmp)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        what = tmp.name[len(TMP_PREFIX) :]
+        raise named_os_error(err, current, f"; {what} was not written, {intact}") from None
+
+
+def _intact_note(root: Path) -> str:
+    dirs = _step_dirs(root)
+    return f"the last checkpoint {dirs[-1].name} is intact" if dirs else "no checkpoint yet"
 
 
 def save_checkpoint(
@@ -132,10 +195,10 @@ def save_checkpoint(
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = _fresh_weights_dir(root / (TMP_PREFIX + final.name), run_config, model_state,
-                             ema_state)  # fmt: skip
-    _write_synced(tmp / STATE_FILE, _torch_bytes(trainer_state))
-    _fsync_dir(tmp)
+    tmp = root / (TMP_PREFIX + final.name)
+    files = _weight_files(run_config, model_state, ema_state)
+    files[STATE_FILE] = lambda: _torch_bytes(trainer_state)
+    _write_dir(tmp, files, _intact_note(root))
     if final.exists():  # only after a fresh restart; never the checkpoint `latest` points to
         shutil.rmtree(final)
     os.rename(tmp, final)
@@ -151,11 +214,18 @@ def prune(root: Path, keep: int) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def step_checkpoints(run_dir: Path | str) -> list[Path]:
+    """The `step_*` checkpoint directories of a run, oldest first."""
+    return _step_dirs(Path(run_dir) / CHECKPOINTS)
+
+
 def _step_dirs(root: Path) -> list[Path]:
-    """Complete checkpoint directories under `root`, oldest first."""
+    """Complete checkpoint directories under `root`, oldest first (none may lead outside)."""
     if not root.is_dir():
         return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and _step_of(p) is not None]
+    dirs = [p for p in root.iterdir() if _step_of(p) is not None and p.is_dir()]
+    for path in dirs:
+        refuse_outside(path, root)
     return sorted(dirs, key=lambda p: _step_of(p) or 0)
 
 
@@ -172,10 +242,10 @@ def save_best(
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     _recover_best(root)
-    final, old = root / BEST, root / BEST_OLD
-    tmp = _fresh_weights_dir(root / (TMP_PREFIX + BEST), run_config, model_state, ema_state)
-    _write_synced(tmp / VAL_FILE, json_bytes({"step": int(step), "val_loss": float(score)}))
-    _fsync_dir(tmp)
+    final, old, tmp = root / BEST, root / BEST_OLD, root / (TMP_PREFIX + BEST)
+    files = _weight_files(run_config, model_state, ema_state)
+    files[VAL_FILE] = lambda: json_bytes({"step": int(step), "val_loss": float(score)})
+    _write_dir(tmp, files, "the previous best/ is intact")
     if final.exists():
         os.rename(final, old)
     os.rename(tmp, final)
@@ -197,31 +267,6 @@ def _recover_best(root: Path) -> None:
         _fsync_dir(root)
 
 
-def best_checkpoint(run_dir: Path | str) -> Path | None:
-    """The best-validation checkpoint of a run (`checkpoints/best`), or None if it has none.
-
-    Only runs trained with validation (`TrainConfig.val_every > 0`) have one. It holds
-    model/EMA weights, config.json and val.json ({"step", "val_loss"}), but no trainer state.
-    """
-    root = Path(run_dir) / CHECKPOINTS
-    for name in (BEST, BEST_OLD):
-        if (root / name / VAL_FILE).is_file():
-            return root / name
-    return None
-
-
-def read_best_info(ckpt_dir: Path | str) -> dict[str, Any]:
-    """`val.json` of a best checkpoint: {"step": int, "val_loss": float}."""
-    path = Path(ckpt_dir) / VAL_FILE
-    try:
-        info = json.loads(path.read_text())
-        return {"step": int(info["step"]), "val_loss": float(info["val_loss"])}
-    except FileNotFoundError:
-        raise DataError(f"checkpoint file {path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
-        raise DataError(f"checkpoint file {path} is corrupt") from None
-
-
 def clean_temporaries(run_dir: Path) -> None:
     """Remove temporaries left by a killed write in `run_dir` and its checkpoints folder.
 
@@ -235,10 +280,54 @@ def clean_temporaries(run_dir: Path) -> None:
         for path in folder.iterdir():
             if not path.name.startswith(TMP_PREFIX):
                 continue
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def check_fresh(run_dir: Path, resume: bool) -> None:
+    """Refuse to start a new run (`resume=False`) in a directory that holds checkpoints."""
+    last = latest_checkpoint(run_dir)
+    if last is not None and not resume:
+        raise ConfigError(
+            f"{run_dir} already holds checkpoints (latest {last.name}); "
+            "resume the run or choose a new run directory"
+        )
+
+
+# ----------------------------------------------------------------------------- finding
+
+
+def best_checkpoint(run_dir: Path | str) -> Path | None:
+    """The best-validation checkpoint of a run (`checkpoints/best`), or None if it has none.
+
+    Only runs trained with validation (`TrainConfig.val_every > 0`) have one. It holds
+    model/EMA weights, config.json and val.json ({"step", "val_loss"}), but no trainer state.
+    """
+    root = Path(run_dir) / CHECKPOINTS
+    for name in (BEST, BEST_OLD):
+        if (root / name / VAL_FILE).is_file():
+            refuse_outside(root / name, root)
+            return root / name
+    return None
+
+
+def _pointer(root: Path) -> Path | None:
+    """The directory `checkpoints/latest` names (None without a pointer); a pointer naming
+    anything but a `step_*` directory of this run is refused."""
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    refuse_outside(pointer, root)
+    try:
+        name = pointer.read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        name = ""
+    if _step_of(Path(name)) is None:
+        raise DataError(f"{pointer}: does not name a checkpoint of this run (step_<8 digits>)"
+                        f"; delete it to use the newest step_ directory")  # fmt: skip
+    return root / name
 
 
 def latest_checkpoint(run_dir: Path | str) -> Path | None:
@@ -248,13 +337,35 @@ def latest_checkpoint(run_dir: Path | str) -> Path | None:
     (the run was killed between renaming it into place and updating the pointer), that one.
     """
     root = Path(run_dir) / CHECKPOINTS
+    if root.exists():
+        refuse_outside(root, Path(run_dir))
     dirs = _step_dirs(root)
-    pointer = root / LATEST
-    if pointer.is_file():
-        named = root / pointer.read_text().strip()
-        if named.is_dir() and (not dirs or (_step_of(named) or 0) >= (_step_of(dirs[-1]) or 0)):
+    named = _pointer(root)
+    if named is not None and named.is_dir():
+        if not dirs or (_step_of(named) or 0) >= (_step_of(dirs[-1]) or 0):
             return named
     return dirs[-1] if dirs else None
+
+
+def named_checkpoint(run_dir: Path | str, name: str) -> Path:
+    """The checkpoint `name` of a run: `best`, `latest`, `step_<8 digits>` or a step number."""
+    root = Path(run_dir) / CHECKPOINTS
+    if name == LATEST:
+        found = latest_checkpoint(run_dir)
+    elif name == BEST:
+        found = best_checkpoint(run_dir)
+    else:
+        step = int(name) if name.isdigit() else _step_of(Path(name))
+        found = None if step is None else root / step_dir_name(step)
+        if step is None:
+            raise ConfigError(f"checkpoint {name!r}: expected best, latest, step_<8 digits> "
+                              "or a step number")  # fmt: skip
+    if found is None or not found.is_dir():
+        have = [p.name for p in _step_dirs(root)] + ([BEST] if best_checkpoint(run_dir) else [])
+        raise ConfigError(f"checkpoint {name!r}: not in {root} "
+                          f"(it has: {', '.join(have) or 'none'})")  # fmt: skip
+    refuse_outside(found, root)
+    return found
 
 
 def checkpoint_step(ckpt_dir: Path) -> int:
@@ -265,37 +376,24 @@ def checkpoint_step(ckpt_dir: Path) -> int:
     return step
 
 
-def read_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """Load a safetensors file; a missing or corrupt file is a DataError naming it."""
-    if not path.is_file():
-        raise DataError(f"checkpoint file {path} is missing")
+def _intact(ckpt_dir: Path) -> bool:
+    """Whether every file of a checkpoint is present, intact and readable."""
     try:
-        return load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise DataError(f"checkpoint file {path} is corrupt: {err}") from None
+        read_checked(ckpt_dir / CONFIG_FILE)
+        for name in (MODEL_FILE, EMA_FILE):
+            read_tensors(ckpt_dir / name)
+        if _step_of(ckpt_dir) is not None:
+            read_trainer_state(ckpt_dir)
+        else:
+            read_best_info(ckpt_dir)
+    except DataError:
+        return False
+    return True
 
 
-def read_trainer_state(ckpt_dir: Path) -> dict[str, Any]:
-    """Load `trainer_state.pt` with `weights_only=True`; missing/corrupt is a DataError."""
-    path = Path(ckpt_dir) / STATE_FILE
-    if not path.is_file():
-        raise DataError(f"checkpoint file {path} is missing")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a truncated or foreign file
-        raise DataError(f"checkpoint file {path} is corrupt: {err}") from None
-    if not isinstance(state, dict) or "step" not in state or "optimizer" not in state:
-        raise DataError(f"checkpoint file {path} is not a genlab trainer state")
-    return state
-
-
-def load_weights(ckpt_dir: Path | str, model: nn.Module, *, ema: bool = True) -> nn.Module:
-    """Load `ema.safetensors` (or `model.safetensors` if `ema=False`) into `model`, in place."""
-    path = Path(ckpt_dir) / (EMA_FILE if ema else MODEL_FILE)
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    tensors = read_tensors(path, device)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError as err:
-        raise DataError(f"checkpoint file {path} does not fit the model: {err}") from None
-    return model
+def intact_checkpoints(run_dir: Path | str, *, resumable: bool = False) -> list[Path]:
+    """The checkpoints of a run whose files are all present and intact, newest first, `best/`
+    last; with `resumable`, only those holding a trainer state (`step_*`)."""
+    found = list(reversed(_step_dirs(Path(run_dir) / CHECKPOINTS)))
+    best = None if resumable else best_checkpoint(run_dir)
+    return [c for c in found + ([best] if best is not None else []) if _intact(c)]

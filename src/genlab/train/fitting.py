@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from genlab.errors import ConfigError
 from genlab.train import checkpoint as ckpt
 from genlab.train.config import TrainConfig
 from genlab.train.distributed import Parallel, World, resolve_shards
@@ -79,29 +78,28 @@ def fit(
     val_data = None if val_data is None else val_data.to(device)
     val_cond = None if val_cond is None else val_cond.to(device)
     data, cond, val_data, val_cond = carve_validation(data, cond, val_data, val_cond, cfg)
-    last = _prepare_run_dir(run_dir, resume, run_config, world)
+    last = _prepare_run_dir(run_dir, resume, world)
     saved = None if last is None else ckpt.read_trainer_state(last)
     cfg = resolve_shards(cfg, None if saved is None else saved.get("train_config", {}), world)
     state = TrainState.create(model, cfg)
     if last is not None:
         state.restore(last, cfg, saved)
+    if world.is_main:  # once the checkpoint is known to fit: a refused resume keeps config.json
+        ckpt.atomic_write(run_dir / ckpt.CONFIG_FILE, ckpt.json_bytes(run_config))
     parallel = data_parallel(state, data, cond, cfg, world)
     session = Session(run_dir, cfg, state, run_config, parallel, data.device, last)
     reason, final_loss = session.train(data, cond, Validation(val_data, val_cond, val_fn), on_log)
     return session.finish(reason, final_loss)
 
 
-def _prepare_run_dir(
-    run_dir: Path, resume: bool, run_config: dict[str, Any], world: World
-) -> Path | None:
-    """Create/clean `run_dir` and write its config.json (rank 0); return the checkpoint to
-    resume from. Every rank decides the same from the same files."""
+def _prepare_run_dir(run_dir: Path, resume: bool, world: World) -> Path | None:
+    """Create/clean `run_dir` (rank 0); return the checkpoint to resume from. Every rank
+    decides the same from the same files."""
+    ckpt.check_fresh(run_dir, resume)  # before anything in run_dir changes
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.clean_temporaries(run_dir)
     last = resume_point(run_dir, resume)
-    if world.is_main:
-        ckpt.atomic_write(run_dir / ckpt.CONFIG_FILE, ckpt.json_bytes(run_config))
     Parallel(world).barrier()  # the others read the checkpoint after rank 0 cleaned up
     return last
 
@@ -109,10 +107,5 @@ def _prepare_run_dir(
 def resume_point(run_dir: Path, resume: bool) -> Path | None:
     """The checkpoint a run in `run_dir` continues from (None: it starts); ConfigError if
     `run_dir` holds checkpoints and `resume` is False."""
-    last = ckpt.latest_checkpoint(run_dir)
-    if last is not None and not resume:
-        raise ConfigError(
-            f"{run_dir} already holds checkpoints (latest {last.name}); "
-            "resume the run or choose a new run directory"
-        )
-    return last
+    ckpt.check_fresh(run_dir, resume)
+    return ckpt.latest_checkpoint(run_dir)

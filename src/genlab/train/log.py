@@ -75,9 +75,13 @@ class MetricsLog:
             self.on_log(record)
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self.file is not None:
+        if self.file is None:
+            return
+        try:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
+        except OSError as err:  # a failed write() names no file
+            raise ckpt.named_os_error(err, self.path) from None
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
