@@ -40,7 +40,6 @@ def test_asset_is_small_and_metadata_consistent() -> None:
     assert info["settings_sha256"] == hashlib.sha256(settings).hexdigest()
 
 
-@pytest.mark.skipif(not SCRIPT.is_file(), reason="training script not in this checkout")
 def test_asset_was_built_with_the_scripts_current_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
