@@ -87,6 +87,8 @@ def test_variants_are_selected_on_validation_and_the_verdict_reads_the_targets()
     names = [r.name for r in chosen]
     assert "glow.small" in names and "glow.big" not in names  # val 2.0 < 3.0, test ignored
     assert "selected on val NLL among glow.big 3.000, glow.small 2.000" in chosen[0].notes
+    again = tab.select_variants(rows)  # the rows are not changed: the note appears once
+    assert again[0].notes.count("selected on val NLL") == 1 and rows[0].notes == ""
     base = [_row("full-covariance Gaussian", 6.0, family="baseline"),
             _row("GaussianMixture", 3.8, family="baseline")]  # fmt: skip
     v = tab.verdict(base + chosen)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -202,9 +202,10 @@ def select_variants(rows: Sequence[Row]) -> list[Row]:
         best = min(scores, key=scores.__getitem__)
         if len(variants) > 1:
             others = ", ".join(f"{v} {scores[v]:.3f}" for v in sorted(variants))
-            for r in variants[best]:
-                r.notes = f"selected on val NLL among {others}; {r.notes}"
-        out += variants[best]
+            note = f"selected on val NLL among {others}; "
+            out += [replace(r, notes=note + r.notes.removeprefix(note)) for r in variants[best]]
+        else:
+            out += variants[best]
     return out
 
 
