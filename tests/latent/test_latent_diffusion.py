@@ -16,7 +16,7 @@ from genlab.config import RunConfig
 from genlab.diffusion.latent import LatentDiffusion
 from genlab.errors import ConfigError, DataError
 from genlab.families import latent_diffusion
-from genlab.runs import SampleSpec, build_model, draw, load_run, make_data, train_run
+from genlab.runs import SampleSpec, budget, build_model, draw, load_run, make_data, train_run
 from genlab.runs.grids import GRIDS_DIR
 
 
@@ -101,6 +101,14 @@ def test_likelihood_is_refused_in_one_line(runs, capsys: pytest.CaptureFixture[s
     _, ld = runs
     code, _, err = run_cli(["eval", ld, "--likelihood", "-n", "10"], capsys)
     assert_one_line_error(code, err, "--likelihood", "latent-diffusion", "no likelihood")
+
+
+def test_the_model_builds_on_meta_with_the_real_sizes(runs) -> None:
+    cfg = load_run(runs[1]).config
+    fp = budget.footprint(cfg, (1, 8, 8))
+    model = build_model(cfg, (1, 8, 8))
+    assert fp is not None and fp.n_params == sum(p.numel() for p in model.parameters())
+    assert fp.buffers == sum(b.numel() * b.element_size() for b in model.buffers())
 
 
 def test_bad_autoencoders_are_one_line_config_errors(runs, tmp_path: Path) -> None:
