@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from latent.tiny import autoencoder_config, latent_config, train_autoencoder
+from latent.tiny import autoencoder_config, latent_config
 
 from genlab.autoencoders.kl import KLAutoencoder, gaussian_kl
 from genlab.diffusion.latent import latent_scale
 from genlab.families import latent_diffusion
 from genlab.runs import build_model, load_run, make_data
-
-
-@pytest.fixture(scope="module")
-def ae_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_autoencoder(tmp_path_factory.mktemp("kl") / "ae")
 
 
 def test_gaussian_kl_is_the_closed_form_of_torch_distributions() -> None:

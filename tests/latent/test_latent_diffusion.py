@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, run_cli
-from latent.tiny import latent_config, train_autoencoder
+from latent.tiny import latent_config
 
 from genlab.config import RunConfig
 from genlab.diffusion.latent import LatentDiffusion
@@ -21,11 +21,10 @@ from genlab.runs.grids import GRIDS_DIR
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("latent")
-    ae = train_autoencoder(root / "ae")
-    train_run(latent_config(ae), root / "ld", progress=False)
-    return ae, root / "ld"
+def runs(tmp_path_factory: pytest.TempPathFactory, ae_dir: Path) -> tuple[Path, Path]:
+    ld = tmp_path_factory.mktemp("latent") / "ld"
+    train_run(latent_config(ae_dir), ld, progress=False)
+    return ae_dir, ld
 
 
 def test_the_run_trains_and_samples_images_of_the_pixel_shape(runs) -> None:

@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import run_cli
-from latent.tiny import NET, latent_config, train_autoencoder
+from latent.tiny import NET, latent_config
 from PIL import Image
 
 from genlab.runs import SampleSpec, generate, load_run, train_run
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tmp_path_factory: pytest.TempPathFactory, ae_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("latent-text")
-    ae = train_autoencoder(root / "ae", steps=20)
-    cfg = latent_config(ae, data={"labels": False, "captions": "digits"},
+    cfg = latent_config(ae_dir, data={"labels": False, "captions": "digits"},
                         model={"num_classes": 0, "label_dropout": 0.0}, text={"dropout": 0.2},
                         net={**NET, "attention_levels": [0, 1]})  # fmt: skip
     train_run(cfg, root / "run", progress=False)
