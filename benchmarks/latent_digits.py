@@ -1,11 +1,12 @@
 """The cost of latent diffusion against pixel-space diffusion on the 8x8 digits: training CPU
 seconds to reach a common FD, per-step time, and sampling time per image at NFE 20.
 
-Two unconditional DDPMs (Ho et al. 2020; genlab's `ddpm` preset) with the same UNet options
-are trained for the same number of steps at the same batch size: one on the pixels
-(1x8x8), one (`latent-diffusion`, Rombach et al. 2022) on the 4x4x4 latents of the KL
-autoencoder of ``configs/digits-kl-ae.toml`` (trained first; its CPU seconds are reported
-and added to the latent model's in the "incl. autoencoder" column). Every
+Two unconditional diffusion models of one preset (`--preset`: DDPM, Ho et al. 2020, by
+default; flow matching, Lipman et al. 2023, ...) with the same UNet options are trained for
+the same number of steps at the same batch size: one on the pixels (1x8x8), one
+(`latent-diffusion`, Rombach et al. 2022) on the 4x4x4 latents of the KL autoencoder of
+``configs/digits-kl-ae.toml`` (trained first; its CPU seconds are reported and added to
+the latent model's in the "incl. autoencoder" column). Every
 `--checkpoint-every` steps a checkpoint is kept; afterwards each checkpoint (EMA weights)
 draws `--n` images with DPM-Solver++(2M) at NFE 20, and their Frechet distance to the 360
 test images in the shipped digits network's features is measured. CPU seconds are those
@@ -52,9 +53,10 @@ def _train_section(args: argparse.Namespace) -> dict[str, Any]:
 
 def configs(args: argparse.Namespace, ae_dir: Path) -> dict[str, RunConfig]:
     train = _train_section(args)
-    pixel = {"data": {"name": "digits"}, "model": {"preset": "ddpm"}, "net": NET, "train": train}
+    pixel = {"data": {"name": "digits"}, "model": {"preset": args.preset}, "net": NET,
+             "train": train}  # fmt: skip
     latent = {"data": {"name": "digits"}, "model": {"family": "latent-diffusion"},
-              "latent-diffusion": {"autoencoder": str(ae_dir), "preset": "ddpm"},
+              "latent-diffusion": {"autoencoder": str(ae_dir), "preset": args.preset},
               "net": NET, "train": train}  # fmt: skip
     return {"pixel": RunConfig.from_dict(pixel), "latent": RunConfig.from_dict(latent)}
 
@@ -104,17 +106,18 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
     common = max(min(pix["fd"].values()), min(lat["fd"].values()))
     levels = sorted({common, *(v for v in (40.0, 20.0, 10.0) if v > common)}, reverse=True)
     lines = [
-        "# Latent vs pixel-space diffusion on digits (cost)",
+        f"# Latent vs pixel-space diffusion on digits (cost, preset {args.preset})",
         "",
         f"`PYTHONPATH=src python benchmarks/latent_digits.py --threads {args.threads} "
-        f"--steps {args.steps} --checkpoint-every {args.checkpoint_every} --n {args.n}`",
+        f"--preset {args.preset} --steps {args.steps} --checkpoint-every "
+        f"{args.checkpoint_every} --n {args.n}`",
         "",
-        f"Unconditional DDPM, UNet {NET['channels']}x{NET['channel_mult']} (attention at the "
-        f"second level), batch {args.batch_size}, {args.steps} steps each; FD of {args.n} "
-        "samples (DPM-Solver++(2M), NFE 20) to the 360 test images. Latent: 4x4x4 latents "
-        f"of the KL autoencoder of configs/digits-kl-ae.toml ({res['ae_steps']} steps, "
-        f"{ae_cpu:.0f} CPU s, test recon MSE {res['ae_mse']:.4f}). CPU seconds of one torch "
-        "thread; the machine ran another job at the same time.",
+        f"Unconditional `{args.preset}` preset, UNet {NET['channels']}x{NET['channel_mult']} "
+        f"(attention at the second level), batch {args.batch_size}, {args.steps} steps each; "
+        f"FD of {args.n} samples (DPM-Solver++(2M), NFE 20) to the 360 test images. "
+        "Latent: 4x4x4 latents of the KL autoencoder of configs/digits-kl-ae.toml "
+        f"({res['ae_steps']} steps, {ae_cpu:.0f} CPU s, test recon MSE {res['ae_mse']:.4f}). "
+        "CPU seconds of one torch thread; the machine ran another job at the same time.",
         "",
         "| FD level | pixel: step | pixel: CPU s | latent: step | latent: CPU s | "
         "latent incl. autoencoder: CPU s |",
@@ -144,6 +147,7 @@ def report(args: argparse.Namespace, res: dict[str, Any]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--preset", default="ddpm", help="the diffusion preset of both models")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--batch-size", type=int, default=128)
