@@ -121,6 +121,11 @@ def test_bad_autoencoders_are_one_line_config_errors(runs, tmp_path: Path) -> No
                              "net": {"name": "unet"}})  # fmt: skip
     with pytest.raises(ConfigError, match="completed by its family's prepare"):
         build_model(latent_config(ae), (1, 8, 8))
+    crafted = load_run(ld).config.to_dict()  # a record naming a run of another family
+    crafted["latent-diffusion"]["autoencoder_record"]["config"]["model"] = {"preset": "ddpm"}
+    crafted["latent-diffusion"]["autoencoder_record"]["config"].pop("kl-autoencoder")
+    with pytest.raises(ConfigError, match="not one of kl-autoencoder"):
+        build_model(RunConfig.from_dict(crafted), (1, 8, 8))
 
 
 def test_a_model_without_the_autoencoder_weights_refuses_to_sample(runs, tmp_path) -> None:

@@ -125,6 +125,9 @@ def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:
         raise ConfigError(f"{key}: missing; a latent diffusion config is completed by its "
                           "family's prepare (genlab train does it)")  # fmt: skip
     ae_cfg, ae_shape = sources.source_config(o.autoencoder_record, key)
+    if ae_cfg.model.family not in AUTOENCODERS:
+        raise ConfigError(f"{key}: a {ae_cfg.model.family!r} run, not one of "
+                          f"{', '.join(AUTOENCODERS)}")  # fmt: skip
     if ae_shape != tuple(shape):
         raise ConfigError(f"{NAME}.autoencoder: the autoencoder was trained on "
                           f"{list(ae_shape)} examples; the data have {list(shape)}")  # fmt: skip
