@@ -13,6 +13,7 @@ from cli_helpers import assert_one_line_error, run_cli
 from latent.tiny import latent_config
 
 from genlab.config import RunConfig
+from genlab.diffusion.fitted import FIT_DEFAULTS
 from genlab.diffusion.latent import LatentDiffusion
 from genlab.errors import ConfigError, DataError
 from genlab.families import latent_diffusion
@@ -82,8 +83,10 @@ def test_guidance_scales_zero_and_one_are_the_uncond_and_cond_models(runs) -> No
     torch.testing.assert_close(w0, draw(run, 5, spec, seed=2, cond=null))
 
 
-def test_fitted_grids_are_fitted_to_the_latent_denoiser_and_cached(runs) -> None:
+def test_fitted_grids_are_fitted_to_the_latent_denoiser_and_cached(runs, monkeypatch) -> None:
     _, ld = runs
+    monkeypatch.setitem(FIT_DEFAULTS, "pilot_size", 32)  # a small search, to stay fast
+    monkeypatch.setitem(FIT_DEFAULTS, "max_evals", 20)
     run = load_run(ld)
     labels = torch.arange(4)
     lines: list[str] = []

@@ -13,6 +13,7 @@ from cli_helpers import run_cli
 from latent.tiny import NET, latent_config
 from PIL import Image
 
+from genlab.diffusion.fitted import FIT_DEFAULTS
 from genlab.runs import SampleSpec, generate, load_run, train_run
 
 
@@ -27,8 +28,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory, ae_dir: Path) -> Path:
 
 
 def test_generate_draws_prompted_images_through_the_latent_model(
-    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
     out = tmp_path / "sevens.npy"
     args = ["generate", run_dir, "a handwritten seven", "the number 2", "-n", "3",
             "--guidance", "2", "--negative", "a blurry digit", "--nfe", "4", "--out", out]
@@ -44,7 +46,9 @@ def test_generate_draws_prompted_images_through_the_latent_model(
                      SampleSpec(nfe=4, guidance=2.0), negative="a blurry digit",
                      seed=run.config.sample.seed)  # fmt: skip
     torch.testing.assert_close(x, again)  # the CLI is the library call
-    png = tmp_path / "grid.png"
+    png = tmp_path / "grid.png"  # a guided fitted grid (a small search, to stay fast)
+    monkeypatch.setitem(FIT_DEFAULTS, "pilot_size", 32)
+    monkeypatch.setitem(FIT_DEFAULTS, "max_evals", 20)
     code, _, err = run_cli(["generate", run_dir, "a handwritten seven", "-n", "4", "--nfe",
                             "4", "--schedule", "fitted", "--sampler", "euler", "--guidance",
                             "2", "--out", png], capsys)  # fmt: skip
