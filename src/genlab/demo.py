@@ -318,7 +318,7 @@ def _cost(job: AnyJob) -> float:
     if isinstance(job, DigitsJob):
         return 0.065 * job.plan.steps + 40.0
     if isinstance(job, TextJob):
-        return 0.02 * job.plan.ae_steps + 0.08 * job.plan.steps + 15.0
+        return 0.02 * job.plan.ae_steps + 0.05 * job.plan.steps + 10.0
     return 0.012 * RunConfig.from_dict(job.config).train.steps + 20.0
 
 

@@ -51,8 +51,8 @@ class TextPlan:
     n_eval: int  # samples for FD and accuracy (the test split has 360 images)
 
 
-TEXT_FULL = TextPlan(ae_steps=400, ae_channels=16, preset="flow-matching", steps=500,
-                     channels=16, batch_size=128, per_prompt=8, guidance=3.0,
+TEXT_FULL = TextPlan(ae_steps=300, ae_channels=16, preset="flow-matching", steps=400,
+                     channels=16, batch_size=64, per_prompt=8, guidance=3.0,
                      sampler=("dpmpp_2m", 20), n_eval=360)  # fmt: skip
 TEXT_QUICK = TextPlan(ae_steps=20, ae_channels=8, preset="flow-matching", steps=10, channels=8,
                       batch_size=32, per_prompt=2, guidance=3.0, sampler=("ddim", 4),
