@@ -39,6 +39,8 @@ def _configs() -> list[tuple[str, dict[str, Any], tuple[int, ...]]]:
         images = {**DIGITS, "dequantize": family not in ("vae", "categorical-vae")}
         cases.append((f"{family}-vector", {"data": VECTOR, "model": {"family": family}}, (2,)))
         cases.append((f"{family}-image", {"data": images, "model": {"family": family}}, (1, 8, 8)))
+    cases.append(("kl-autoencoder", {"data": DIGITS, "model": {"family": "kl-autoencoder"}},
+                  (1, 8, 8)))  # fmt: skip
     return cases
 
 

@@ -24,7 +24,12 @@ def test_quick_demo_writes_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         for row in res["rows"]:
             assert {"sliced_wasserstein", "sw2_floor", "sw2_ratio", "mmd_rbf"} <= set(row)
             assert ("log_density_gap" in row) == (res["dataset"] == "gmm-ring")
+    text = metrics["text"]  # the text-to-image section: a latent model, held-out prompts
+    assert (out / "text" / "prompts.png").is_file() and len(text["prompts"]) == 10
+    assert text["metrics"]["fd"] > 0 and 0 <= text["metrics"]["accuracy"] <= 1
+    assert text["scale_factor"] > 0
     page = (out / "index.html").read_text()
+    assert "Text to image" in page
     images = re.findall(r'<img src="([^"]+)"', page)
     assert images and all(not Path(src).is_absolute() for src in images)
     assert all((out / src).is_file() for src in images)

@@ -40,6 +40,9 @@ SMALL: dict[str, dict[str, Any]] = {
     "gumbel-vq": {"tokenizer": {"channels": 8, "gumbel": {"codebook_size": 16}}},
     "vqgan": {"tokenizer": {"channels": 8, "gan": {"disc_start": 0, "disc_channels": 8}}},
     "token-prior": {"token-prior": {"dim": 16, "depth": 1, "heads": 2, "medusa_heads": 2}},
+    "kl-autoencoder": {"kl-autoencoder": {"channels": 8, "latent_dim": 2}},
+    "latent-diffusion": {"net": {"name": "unet", "channels": 8, "channel_mult": [1, 2],
+                                 "attention_levels": []}},
 }  # fmt: skip
 
 
@@ -50,10 +53,18 @@ def _tokenizer(root: Path) -> dict[str, dict[str, Any]]:
     return {"token-prior": {"tokenizer": str(train_tokenizer(root / "tokenizer"))}}
 
 
+def _autoencoder(root: Path) -> dict[str, dict[str, Any]]:
+    """A tiny KL autoencoder run (tests/latent/tiny.py) for latent diffusion."""
+    from latent.tiny import train_autoencoder
+
+    return {"latent-diffusion": {"autoencoder": str(train_autoencoder(root / "kl-ae", 20))}}
+
+
 # Families built on another run: for each, a function that trains that run under a
 # directory (once per module) and returns the options that name it.
 DEPENDENCIES: dict[str, Callable[[Path], dict[str, dict[str, Any]]]] = {
     "token-prior": _tokenizer,
+    "latent-diffusion": _autoencoder,
 }
 DATA = {
     VECTOR: {"name": "moons", "n_train": 256, "n_test": 64},

@@ -1,6 +1,7 @@
-"""`genlab demo`: flow matching, EDM and DDPM on two toy sets, many samplers, and a small
+"""`genlab demo`: flow matching, EDM and DDPM on two toy sets, many samplers, a small
 class-conditional UNet on 8x8 digits (samplers, classifier-free guidance, image metrics next
-to their noise floor), one HTML report.
+to their noise floor) and a text-to-image latent diffusion model of the captioned digits
+(`genlab.demo_text`), one HTML report.
 
 Each (dataset, preset) model is an ordinary run (config.json, checkpoints, metrics.jsonl)
 under `out/<dataset>-<preset>/`, trained by `genlab.runs.train_run` and reloaded with its EMA
@@ -32,6 +33,7 @@ from torch import Tensor
 
 from genlab import viz
 from genlab.config import RunConfig
+from genlab.demo_text import TEXT_FULL, TEXT_QUICK, TextJob, run_text_job
 from genlab.diffusion.paths import NoisePath
 from genlab.progress import JobBoard, JobReporter
 from genlab.report import write_report
@@ -300,22 +302,27 @@ def run_digits_job(job: DigitsJob, reporter: JobReporter | None = None) -> dict[
         torch.set_num_threads(threads)
 
 
-def _run_any(job: Job | DigitsJob, reporter: JobReporter | None = None) -> dict[str, Any]:
+AnyJob = Job | DigitsJob | TextJob
+
+
+def _run_any(job: AnyJob, reporter: JobReporter | None = None) -> dict[str, Any]:
     if isinstance(job, DigitsJob):
         return run_digits_job(job, reporter)
+    if isinstance(job, TextJob):
+        return run_text_job(job, reporter)
     return run_job(job, reporter)
 
 
-def _cost(job: Job | DigitsJob) -> float:
+def _cost(job: AnyJob) -> float:
     """Expected cost of a job in seconds of one core (measured on the full plans)."""
     if isinstance(job, DigitsJob):
         return 0.065 * job.plan.steps + 40.0
+    if isinstance(job, TextJob):
+        return 0.02 * job.plan.ae_steps + 0.05 * job.plan.steps + 10.0
     return 0.012 * RunConfig.from_dict(job.config).train.steps + 20.0
 
 
-def _run_all(
-    jobs: list[Job | DigitsJob], workers: int, console: Console
-) -> list[dict[str, Any]]:
+def _run_all(jobs: list[AnyJob], workers: int, console: Console) -> list[dict[str, Any]]:
     """Every job's result, in order, on `workers` processes of one torch thread each, with
     one progress bar over all of them."""
     if workers <= 1:
@@ -365,30 +372,41 @@ def run_demo(out: Path | str, *, quick: bool = False, console: Console | None = 
     """Run the demo into `out`; return the path of `index.html`."""
     console = console or Console()
     plan, digits_plan = (QUICK, DIGITS_QUICK) if quick else (FULL, DIGITS_FULL)
+    text_plan = TEXT_QUICK if quick else TEXT_FULL
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs: list[Job | DigitsJob] = [DigitsJob(digits_plan, str(out / "digits"))]  # longest first
+    jobs: list[AnyJob] = [DigitsJob(digits_plan, str(out / "digits")),  # longest first
+                          TextJob(text_plan, str(out / "text"))]  # fmt: skip
     jobs += [Job(d, p, demo_config(d, p, plan).to_dict(), str(out / f"{d}-{p}"), plan.samplers)
              for d in plan.datasets for p in plan.presets]  # fmt: skip
     cores = os.cpu_count() or 1
     workers = max(1, min(plan.workers, cores, len(jobs)))
     console.print(
         f"demo: {len(jobs)} jobs on {workers} worker process(es) x 1 torch thread "
-        f"({cores} cores): {len(jobs) - 1} toy models ({plan.steps} steps each) and a "
-        f"digits UNet ({digits_plan.steps} steps), into {out}"
+        f"({cores} cores): {len(jobs) - 2} toy models ({plan.steps} steps each), a "
+        f"digits UNet ({digits_plan.steps} steps) and a text-to-image latent model "
+        f"({text_plan.ae_steps} + {text_plan.steps} steps), into {out}"
     )
     start = time.perf_counter()
-    digits, *results = _run_all(jobs, workers, console)
+    digits, text, *results = _run_all(jobs, workers, console)
     seconds = time.perf_counter() - start
-    cpu = sum(res["cpu_seconds"] for res in results) + digits["cpu_seconds"]
-    meta = {"plan": asdict(plan), "digits_plan": asdict(digits_plan), "quick": quick,
+    cpu = sum(res["cpu_seconds"] for res in results) + digits["cpu_seconds"] + text["cpu_seconds"]
+    meta = {"plan": asdict(plan), "digits_plan": asdict(digits_plan),
+            "text_plan": asdict(text_plan), "quick": quick,
             "seconds": seconds, "workers": workers, "cpu_seconds": cpu,
             "target_ratio": TARGET_RATIO}  # fmt: skip
-    record = {**meta, "results": results, "digits": digits}
+    record = {**meta, "results": results, "digits": digits, "text": text}
     (out / "metrics.json").write_text(json.dumps(record, indent=2) + "\n")
-    index = write_report(out, results, meta, digits=digits)
+    index = write_report(out, results, meta, digits=digits, text=text)
     console.print(_summary(results))
     console.print(_digits_summary(digits))
+    if "skipped" in text:
+        console.print(f"text to image: skipped ({text['skipped']})")
+    else:
+        console.print(f"text to image: FD {text['metrics']['fd']:.3g} (floor "
+                      f"{text['metrics']['fd_floor']:.3g}), accuracy "
+                      f"{text['metrics']['accuracy']:.3f} on held-out prompts; "
+                      f"{text['cpu_seconds']:.0f} CPU s")  # fmt: skip
     met = sum(r["meets_target"] for res in results for r in res["rows"])
     total = sum(len(res["rows"]) for res in results)
     console.print(f"{met}/{total} (model, sampler) runs meet the target; {seconds:.0f} s wall, "

@@ -6,6 +6,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from genlab.demo_text import text_section
+
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
@@ -149,7 +151,10 @@ def digits_section(digits: dict[str, Any]) -> str:
 
 
 def render(
-    results: list[dict[str, Any]], meta: dict[str, Any], digits: dict[str, Any] | None = None
+    results: list[dict[str, Any]],
+    meta: dict[str, Any],
+    digits: dict[str, Any] | None = None,
+    text: dict[str, Any] | None = None,
 ) -> str:
     """The report as an HTML string."""
     met = sum(r["meets_target"] for res in results for r in res["rows"])
@@ -172,6 +177,7 @@ def render(
         f"<h2>Summary</h2>\n{summary_table(results)}\n"
         f"<h2>All samplers</h2>\n{metrics_table(results)}\n<h2>Models</h2>\n{sections}\n"
         + ("" if digits is None else digits_section(digits) + "\n")
+        + ("" if text is None else text_section(text) + "\n")
         + "</body></html>\n"
     )
 
@@ -182,8 +188,9 @@ def write_report(
     meta: dict[str, Any],
     *,
     digits: dict[str, Any] | None = None,
+    text: dict[str, Any] | None = None,
 ) -> Path:
     """Write `out/index.html` and return its path."""
     path = Path(out) / "index.html"
-    path.write_text(render(results, meta, digits), encoding="utf-8")
+    path.write_text(render(results, meta, digits, text), encoding="utf-8")
     return path

@@ -16,7 +16,8 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("runs/demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Tiny run for tests (< 30 s).")] = False,
 ) -> None:
-    """Train flow matching, EDM and DDPM on two toy sets and write an HTML report."""
+    """Train flow matching, EDM and DDPM on two toy sets, a digits UNet and a text-to-image
+    latent diffusion model, and write an HTML report."""
     from genlab.demo import run_demo
 
     index = run_demo(out, quick=quick, console=console)

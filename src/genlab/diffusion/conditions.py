@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["batch_size", "concat", "drop", "expand", "expand_like", "resolve"]
+__all__ = ["batch_size", "concat", "drop", "expand", "expand_like", "resolve", "rows"]
 
 
 def batch_size(cond: Any) -> int:
@@ -33,6 +33,19 @@ def batch_size(cond: Any) -> int:
     if isinstance(cond, dict):
         return batch_size(next(iter(cond.values())))
     return int(cond.shape[0]) if isinstance(cond, Tensor) else len(cond)
+
+
+def rows(cond: Any, index: Any) -> Any:
+    """The rows `index` (a slice or an index tensor) of a condition: of a tensor of labels
+    or embeddings, of a value with the batch interface, of a dict key by key. None and a
+    scalar (one condition for any batch) are returned unchanged."""
+    if cond is None or (isinstance(cond, Tensor) and cond.ndim == 0):
+        return cond
+    if isinstance(cond, dict):
+        return {k: rows(v, index) for k, v in cond.items()}
+    if isinstance(cond, Tensor) and isinstance(index, Tensor):
+        index = index.to(cond.device)
+    return cond[index]
 
 
 def concat(a: Any, b: Any) -> Any:

@@ -34,9 +34,12 @@ FIT_DEFAULTS: dict[str, Any] = {"objective": "rmse", "pilot_size": PILOT_SIZES["
 class GridStore(Protocol):
     """A cache of fitted grids (a run directory's: `genlab.runs.grids.RunGridCache`).
 
-    ``cond``: labels of the batch being sampled (the pilot batch cycles through them)."""
+    ``cond``: the condition of the batch being sampled (labels or a text context; the pilot
+    batch cycles through its rows); ``uncond``: the unconditional branch of guidance (the
+    empty or a negative prompt's context; None: the model's null label)."""
 
-    cond: Tensor | None
+    cond: Any
+    uncond: Any
 
     def grid(self, settings: dict[str, Any], fit: Callable[[], GridFit]) -> Tensor:
         """The grid cached for ``settings``, else ``fit()``'s grid (then cached)."""

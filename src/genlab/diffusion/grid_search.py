@@ -31,6 +31,7 @@ import torch
 from scipy.optimize import minimize
 from torch import Tensor
 
+from genlab.diffusion import conditions
 from genlab.diffusion.grid_objectives import GRID_OBJECTIVES, objective_fn, per_sample_error
 from genlab.diffusion.samplers import rk45
 from genlab.diffusion.schedules import append_zero, check_grid, karras
@@ -121,7 +122,7 @@ def optimize_grid(
     held = slice(n_fit, None) if n_fit < pilot.shape[0] else fit_part
 
     def loss_of(grid: Tensor, part: slice) -> float:
-        c = cond[part] if isinstance(cond, Tensor) and cond.ndim > 0 else cond
+        c = conditions.rows(cond, part)
         with torch.no_grad():
             out = sampler(denoiser, pilot[part], grid, cond=c, **opts)
         err = float(score(per_sample_error(out, reference[part])))

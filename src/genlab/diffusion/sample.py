@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from genlab.diffusion import multistep, samplers, stochastic
+from genlab.diffusion import conditions, multistep, samplers, stochastic
 from genlab.diffusion.grid_search import FITTED
 from genlab.diffusion.schedules import check_grid, grid_fn, make_grid
 from genlab.errors import GenlabError
@@ -126,11 +126,12 @@ def noise_range(
 
 
 def pilot_cond(cond: Any, size: int) -> Any:
-    """Conditioning of a pilot batch of ``size`` from that of a sampling batch: labels (B, ...)
-    are repeated in turn; anything else is passed unchanged."""
-    if isinstance(cond, Tensor) and cond.ndim > 0:
-        return cond[torch.arange(size, device=cond.device) % cond.shape[0]]
-    return cond
+    """Conditioning of a pilot batch of ``size`` from that of a sampling batch: its rows
+    (labels (B, ...), a text context, a dict of them key by key) repeated in turn; None and
+    a scalar are passed unchanged."""
+    if cond is None or (isinstance(cond, Tensor) and cond.ndim == 0):
+        return cond
+    return conditions.rows(cond, torch.arange(size) % conditions.batch_size(cond))
 
 
 def _fitted(

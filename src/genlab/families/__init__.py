@@ -15,7 +15,16 @@ Only genlab's own table resolves names, so a config can never import arbitrary c
 from __future__ import annotations
 
 from genlab.errors import ConfigError
-from genlab.families import cnf, diffusion, flows, token_prior, tokenizer, vae
+from genlab.families import (
+    autoencoder,
+    cnf,
+    diffusion,
+    flows,
+    latent_diffusion,
+    token_prior,
+    tokenizer,
+    vae,
+)
 from genlab.families.base import (
     IMAGE,
     VECTOR,
@@ -76,5 +85,6 @@ def all_families() -> tuple[Family, ...]:
 
 
 for _family in (diffusion.FAMILY, *flows.FAMILIES, cnf.FAMILY, *vae.FAMILIES,
-                *tokenizer.FAMILIES, token_prior.FAMILY):
+                *tokenizer.FAMILIES, token_prior.FAMILY, autoencoder.FAMILY,
+                latent_diffusion.FAMILY):
     register(_family)

@@ -192,9 +192,10 @@ def _fitted_grid(
     settings = {**fit_settings(sampler, nfe, None, model.sigma_min, model.sigma_max,
                                **FIT_DEFAULTS), "guidance": guidance}  # fmt: skip
     cond = pilot_cond(store.cond, FIT_DEFAULTS["pilot_size"])
+    uncond = None if guidance is None else getattr(store, "uncond", None)
 
     def fit() -> GridFit:
-        return fit_grid_result(model.sampling_denoiser(guidance), sampler=sampler, nfe=nfe,
+        return fit_grid_result(model.sampling_denoiser(guidance, uncond), sampler=sampler, nfe=nfe,
                                shape=model.data_shape, cond=cond, **FIT_DEFAULTS)  # fmt: skip
 
     return store.grid(settings, fit)

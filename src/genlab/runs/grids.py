@@ -44,13 +44,20 @@ def _key(settings: dict[str, Any]) -> str:
 class RunGridCache:
     """The fitted grids of one run (`genlab.diffusion.fitted.GridStore`).
 
-    ``cond`` are the labels of the batch being sampled (the pilot batch cycles through
-    them); ``log`` receives one line when a grid is fitted (its cost) or reused."""
+    ``cond`` is the condition of the batch being sampled, labels or a text context (the
+    pilot batch cycles through its rows), ``uncond`` the unconditional branch of guidance
+    (the empty or a negative prompt's context; None: the null label); ``log`` receives one
+    line when a grid is fitted (its cost) or reused."""
 
     def __init__(
-        self, run: Run, *, cond: Tensor | None = None, log: Callable[[str], None] | None = None
+        self,
+        run: Run,
+        *,
+        cond: Any = None,
+        uncond: Any = None,
+        log: Callable[[str], None] | None = None,
     ) -> None:
-        self.run, self.cond, self.log = run, cond, log
+        self.run, self.cond, self.uncond, self.log = run, cond, uncond, log
         self.root = run.run_dir / GRIDS_DIR
 
     def path(self, settings: dict[str, Any]) -> Path:

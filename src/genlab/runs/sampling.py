@@ -84,7 +84,7 @@ def draw(
     `log` gets one line: the fitting cost, or the cached grid reused."""
     options = spec.options(callback)
     if spec.schedule == FITTED:
-        options["grid_store"] = RunGridCache(run, cond=cond, log=log)
+        options["grid_store"] = RunGridCache(run, cond=cond, uncond=uncond, log=log)
     kwargs = _kwargs(run, options)
     if uncond is not None:
         kwargs["uncond"] = uncond

@@ -91,14 +91,21 @@ class Decoder(nn.Module):
 
 
 def conv_pair(
-    in_channels: int, latent_dim: int, channels: int = 32, downsample: int = 1
+    in_channels: int,
+    latent_dim: int,
+    channels: int = 32,
+    downsample: int = 1,
+    *,
+    encoder_dim: int | None = None,
 ) -> tuple[nn.Module, Decoder]:
-    """The "conv" encoder and decoder (the vector-quantizer protocol's network)."""
+    """The "conv" encoder and decoder (the vector-quantizer protocol's network). The encoder
+    outputs `encoder_dim` channels (default `latent_dim`; a Gaussian posterior's mean and
+    log-variance need 2 x latent_dim), the decoder reads `latent_dim`."""
     c = channels
     enc: list[nn.Module] = [nn.Conv2d(in_channels, c, 3, padding=1), nn.SiLU()]
     for _ in range(downsample):
         enc += [nn.Conv2d(c, c, 4, stride=2, padding=1), nn.SiLU()]
-    enc += [nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, latent_dim, 1)]
+    enc += [nn.Conv2d(c, c, 3, padding=1), nn.SiLU(), nn.Conv2d(c, encoder_dim or latent_dim, 1)]
     dec: list[nn.Module] = [nn.Conv2d(latent_dim, c, 3, padding=1), nn.SiLU()]
     for _ in range(downsample):
         dec += [nn.ConvTranspose2d(c, c, 4, stride=2, padding=1), nn.SiLU()]
@@ -116,10 +123,13 @@ def resnet_pair(
     attention: bool = True,
     head_dim: int = 32,
     dropout: float = 0.0,
+    *,
+    encoder_dim: int | None = None,
 ) -> tuple[nn.Module, Decoder]:
     """The "resnet" encoder and decoder: len(channel_mult) - 1 halvings, level i of width
     channels * channel_mult[i] with `num_res_blocks` residual blocks (the decoder one more,
-    as in Ho et al.), and the middle block (with attention if `attention`)."""
+    as in Ho et al.), and the middle block (with attention if `attention`). The encoder
+    outputs `encoder_dim` channels (default `latent_dim`), the decoder reads `latent_dim`."""
     widths = [channels * m for m in channel_mult]
     enc: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, padding=1)]
     c = widths[0]
@@ -130,7 +140,7 @@ def resnet_pair(
         if level < len(widths) - 1:
             enc.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
     enc += [Middle(c, attention, head_dim, dropout), nn.GroupNorm(norm_groups(c), c), nn.SiLU(),
-            nn.Conv2d(c, latent_dim, 3, padding=1)]  # fmt: skip
+            nn.Conv2d(c, encoder_dim or latent_dim, 3, padding=1)]  # fmt: skip
     dec: list[nn.Module] = [nn.Conv2d(latent_dim, c, 3, padding=1),
                             Middle(c, attention, head_dim, dropout)]  # fmt: skip
     for level in reversed(range(len(widths))):
