@@ -18,7 +18,7 @@ from tokens.standin import FAMILY, tokenizer_config
 
 from genlab import families
 from genlab.config import dumps_toml, load_config
-from genlab.runs import build_model, load_run
+from genlab.runs import build_model, load_run, train_run
 
 TRAIN = {"steps": 6, "batch_size": 64, "warmup_steps": 1, "checkpoint_every": 6,
          "progress": False, "lr": 3e-3}  # fmt: skip
@@ -28,7 +28,8 @@ PRIOR = {"dim": 16, "depth": 1, "heads": 2, "medusa_heads": 2, "tree_nodes": 6}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """The stand-in tokenizer's TOML, a class-conditional prior (with label dropout) over
-    it trained through the CLI, and the directory holding them."""
+    it trained into `prior/` (here, so that every test of the module finds it whichever
+    worker runs it), and the directory holding them."""
     families.register(FAMILY, replace=True)
     root = tmp_path_factory.mktemp("token-prior")
     (root / "tok.toml").write_text(dumps_toml(tokenizer_config(levels=6)))
@@ -38,6 +39,7 @@ def runs(tmp_path_factory):
                              "cache": str(root / "cache")},
              "train": TRAIN, "likelihood": {"n": 16}}  # fmt: skip
     (root / "prior.toml").write_text(dumps_toml(prior))
+    train_run(load_config(root / "prior.toml"), root / "prior")
     yield root
     families.unregister(FAMILY.name)
 
@@ -50,19 +52,19 @@ def _sample(run_dir, out, capsys, *flags) -> np.ndarray:
 
 
 def test_prior_trains_on_a_tokenizer_config_and_samples_every_way(runs, capsys) -> None:
-    code, _, err = run_cli(["train", runs / "prior.toml", "--out", runs / "prior"], capsys)
+    code, _, err = run_cli(["train", runs / "prior.toml", "--out", runs / "cli"], capsys)
     assert code == 0, err
-    record = json.loads((runs / "prior" / "config.json").read_text())["config"]["token-prior"]
+    record = json.loads((runs / "cli" / "config.json").read_text())["config"]["token-prior"]
     (cached,) = (runs / "cache").iterdir()  # the tokenizer, trained once into the cache
     assert record["tokenizer_run"] == str(cached)
     assert record["tokenizer_record"]["config"]["model"]["family"] == FAMILY.name
-    plain = _sample(runs / "prior", runs / "plain.npy", capsys, "--temperature", 0)
-    medusa = _sample(runs / "prior", runs / "medusa.npy", capsys, "--decode", "medusa",
+    plain = _sample(runs / "cli", runs / "plain.npy", capsys, "--temperature", 0)
+    medusa = _sample(runs / "cli", runs / "medusa.npy", capsys, "--decode", "medusa",
                      "--temperature", 0)  # fmt: skip
     assert plain.shape == (6, 1, 8, 8) and np.array_equal(plain, medusa)
     for flags in (["--decode", "speculative", "--top-k", 3], ["--decode", "medusa"],
                   ["--top-p", 0.9, "--guidance", 2.0]):  # fmt: skip
-        x = _sample(runs / "prior", runs / "x.npy", capsys, *flags)
+        x = _sample(runs / "cli", runs / "x.npy", capsys, *flags)
         assert x.shape == (6, 1, 8, 8) and np.abs(x).max() <= 1.0
 
 

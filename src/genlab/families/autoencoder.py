@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genlab.errors import ConfigError
 from genlab.families.base import IMAGE, Family, Shape
+from genlab.families.tokenizer import check_autoencoder
 
 if TYPE_CHECKING:
     from genlab.config import RunConfig
@@ -61,21 +62,8 @@ def _options(cfg: RunConfig) -> KLAutoencoderOptions:
 
 def check(cfg: RunConfig) -> None:
     """Rules between the autoencoder's keys and the data."""
-    o = _options(cfg)
-    if o.architecture == "conv":
-        for key in ("channel_mult", "num_res_blocks", "attention"):
-            if getattr(o, key) is not None:
-                raise ConfigError(f"{NAME}.{key}: only for architecture = 'resnet'")
-    elif o.channel_mult is not None and len(o.channel_mult) != o.downsample + 1:
-        raise ConfigError(f"{NAME}.channel_mult: needs downsample + 1 = {o.downsample + 1} "
-                          f"entries (got {list(o.channel_mult)})")  # fmt: skip
-    if cfg.data.dequantize:
-        raise ConfigError("data.dequantize: the autoencoder reconstructs the pixels themselves "
-                          "(set data.dequantize = false)")  # fmt: skip
-    size = cfg.data.image_size
-    if size is not None and size % 2**o.downsample:
-        raise ConfigError(f"{NAME}.downsample: {o.downsample} halvings do not divide images "
-                          f"of side {size}")  # fmt: skip
+    pixels = "the autoencoder reconstructs the pixels themselves"
+    check_autoencoder(cfg, NAME, _options(cfg), pixels)
 
 
 def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:

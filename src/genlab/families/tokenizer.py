@@ -128,6 +128,25 @@ def _sub(cfg: RunConfig, name: str) -> Any:
     return getattr(_options(cfg), name) or classes[name]()
 
 
+def check_autoencoder(cfg: RunConfig, section: str, o: Any, pixels: str) -> None:
+    """Rules between an encoder / decoder pair's keys (`o`, options of `section`: the
+    architecture, its channel multipliers and halvings) and the data; `pixels` says why
+    the pixels must not be dequantised."""
+    if o.architecture == "conv":
+        for key in ("channel_mult", "num_res_blocks", "attention"):
+            if getattr(o, key) is not None:
+                raise ConfigError(f"{section}.{key}: only for architecture = 'resnet'")
+    elif o.channel_mult is not None and len(o.channel_mult) != o.downsample + 1:
+        raise ConfigError(f"{section}.channel_mult: needs downsample + 1 = {o.downsample + 1} "
+                          f"entries (got {list(o.channel_mult)})")  # fmt: skip
+    if cfg.data.dequantize:
+        raise ConfigError(f"data.dequantize: {pixels} (set data.dequantize = false)")
+    size = cfg.data.image_size
+    if size is not None and size % 2**o.downsample:
+        raise ConfigError(f"{section}.downsample: {o.downsample} halvings do not divide "
+                          f"images of side {size}")  # fmt: skip
+
+
 def check(cfg: RunConfig) -> None:
     """Rules between the tokenizer's keys, the family and the data."""
     t, family = _options(cfg), cfg.model.family
@@ -140,20 +159,7 @@ def check(cfg: RunConfig) -> None:
             raise ConfigError(f"{SECTION}.{name}: this run's quantizer is {used!r}")
     if t.gan is not None and family != "vqgan":
         raise ConfigError(f"{SECTION}.gan: only for model.family = 'vqgan'")
-    if t.architecture == "conv":
-        for key in ("channel_mult", "num_res_blocks", "attention"):
-            if getattr(t, key) is not None:
-                raise ConfigError(f"{SECTION}.{key}: only for architecture = 'resnet'")
-    elif t.channel_mult is not None and len(t.channel_mult) != t.downsample + 1:
-        raise ConfigError(f"{SECTION}.channel_mult: needs downsample + 1 = {t.downsample + 1} "
-                          f"entries (got {list(t.channel_mult)})")  # fmt: skip
-    if cfg.data.dequantize:
-        raise ConfigError("data.dequantize: a tokenizer models the discrete pixels itself "
-                          "(set data.dequantize = false)")  # fmt: skip
-    size = cfg.data.image_size
-    if size is not None and size % 2**t.downsample:
-        raise ConfigError(f"{SECTION}.downsample: {t.downsample} halvings do not divide "
-                          f"images of side {size}")  # fmt: skip
+    check_autoencoder(cfg, SECTION, t, "a tokenizer models the discrete pixels itself")
     if used == "fsq" and min(_sub(cfg, "fsq").levels, default=0) < 2:
         raise ConfigError(f"{SECTION}.fsq.levels: needs at least one level, each >= 2")
 
