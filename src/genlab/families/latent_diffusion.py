@@ -1,11 +1,12 @@
 """Latent diffusion as a family: genlab's `Diffusion` over the scaled latents of a frozen
-KL autoencoder run (Rombach et al. 2022).
+KL autoencoder run, or of a VQ tokenizer run (vqvae, vqgan) through its pre-quantisation
+latents, whose samples are decoded through the codebook (Rombach et al. 2022, sec. 3.1).
 
     [model]
     family = "latent-diffusion"
 
     [latent-diffusion]
-    autoencoder = "configs/digits-kl-ae.toml"   # a kl-autoencoder run directory, or a TOML
+    autoencoder = "configs/digits-kl-ae.toml"   # a kl-autoencoder / vqvae / vqgan run, or a TOML
     preset = "ddpm"                             # config trained once into `cache`
     # path / parameterization / noise / weighting and their *_options: as in [model] of a
     # diffusion run
@@ -49,11 +50,15 @@ __all__ = ["FAMILY", "LatentDiffusionOptions"]
 
 NAME = "latent-diffusion"
 AUTOENCODERS = ("kl-autoencoder",)  # families whose runs give a continuous latent space
+# tokenizers, used through their pre-quantisation latents (`tokens.autoencoder.PreQuantized`)
+VQ_AUTOENCODERS = ("vqvae", "vqgan")
+SOURCES = (*AUTOENCODERS, *VQ_AUTOENCODERS)
 
 
 class LatentDiffusionOptions(diffusion.DiffusionOptions):
     """`[latent-diffusion]`: the diffusion options of `[model]` in a diffusion run (preset
-    and pieces), plus `autoencoder` (a kl-autoencoder run directory or a TOML run config,
+    and pieces), plus `autoencoder` (a kl-autoencoder, vqvae or vqgan run directory or a
+    TOML run config,
     trained into `cache`) and `scale_factor` (None: measured on the training split by
     `prepare`). `autoencoder_run` and `autoencoder_record` are filled in by `prepare`."""
 
@@ -69,10 +74,18 @@ def _options(cfg: RunConfig) -> LatentDiffusionOptions:
     return cfg.options  # type: ignore[return-value]
 
 
+def continuous(autoencoder: Any) -> Any:
+    """The model of an autoencoder run as `LatentDiffusion` takes it: a KL autoencoder as it
+    is, a VQ tokenizer through its pre-quantisation latents (`PreQuantized`)."""
+    from genlab.tokens.autoencoder import PreQuantized, VQAutoencoder
+
+    return PreQuantized(autoencoder) if isinstance(autoencoder, VQAutoencoder) else autoencoder
+
+
 def check(cfg: RunConfig) -> None:
     if _options(cfg).autoencoder is None:
-        raise ConfigError(f"{NAME}.autoencoder: name the autoencoder run (a kl-autoencoder run "
-                          "directory or a TOML config)")  # fmt: skip
+        raise ConfigError(f"{NAME}.autoencoder: name the autoencoder run (a kl-autoencoder, "
+                          "vqvae or vqgan run directory or a TOML config)")  # fmt: skip
     if cfg.data.dequantize:
         raise ConfigError(f"data.dequantize: {NAME} models the autoencoder's latents of the "
                           "pixels; set data.dequantize = false")  # fmt: skip
@@ -85,9 +98,9 @@ def prepare(cfg: RunConfig) -> RunConfig:
     run_dir = sources.resolve(o.autoencoder, o.cache, key)
     rec = sources.record(run_dir, key)
     ae_cfg, _ = sources.source_config(rec, key)
-    if ae_cfg.model.family not in AUTOENCODERS:
+    if ae_cfg.model.family not in SOURCES:
         raise ConfigError(f"{key}: {run_dir} is a {ae_cfg.model.family!r} run, not one of "
-                          f"{', '.join(AUTOENCODERS)}")  # fmt: skip
+                          f"{', '.join(SOURCES)}")  # fmt: skip
     if o.autoencoder_record is not None and o.autoencoder_record != rec:
         raise ConfigError(f"{key}: {run_dir} no longer holds the autoencoder this config was "
                           "prepared with")  # fmt: skip
@@ -110,7 +123,7 @@ def _training_scale(cfg: RunConfig, run_dir: Path, rec: dict[str, Any]) -> float
     if tuple(data.shape) != tuple(rec["shape"]):
         raise ConfigError(f"{NAME}.autoencoder: the autoencoder was trained on {rec['shape']} "
                           f"examples; the data have {list(data.shape)}")  # fmt: skip
-    return round(latent_scale(autoencoder, data.train), 6)
+    return round(latent_scale(continuous(autoencoder), data.train), 6)
 
 
 def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:
@@ -125,18 +138,18 @@ def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:
         raise ConfigError(f"{key}: missing; a latent diffusion config is completed by its "
                           "family's prepare (genlab train does it)")  # fmt: skip
     ae_cfg, ae_shape = sources.source_config(o.autoencoder_record, key)
-    if ae_cfg.model.family not in AUTOENCODERS:
+    if ae_cfg.model.family not in SOURCES:
         raise ConfigError(f"{key}: a {ae_cfg.model.family!r} run, not one of "
-                          f"{', '.join(AUTOENCODERS)}")  # fmt: skip
+                          f"{', '.join(SOURCES)}")  # fmt: skip
     if ae_shape != tuple(shape):
         raise ConfigError(f"{NAME}.autoencoder: the autoencoder was trained on "
                           f"{list(ae_shape)} examples; the data have {list(shape)}")  # fmt: skip
-    autoencoder: Any = build_model(ae_cfg, ae_shape)
+    autoencoder: Any = continuous(build_model(ae_cfg, ae_shape))
     inner: Any = diffusion.build(cfg, autoencoder.latent_shape)
     model = LatentDiffusion(autoencoder, inner, shape, o.scale_factor, ready=False)
     trained = sources.trained(o.autoencoder_run, o.autoencoder_record)
     if trained is not None:
-        model.autoencoder.load_state_dict(trained.state_dict())
+        model.autoencoder.load_state_dict(continuous(trained).state_dict())
         model.ready.fill_(True)
     return model
 
@@ -157,7 +170,8 @@ def describe(cfg: RunConfig) -> str:
 FAMILY = Family(
     name=NAME,
     description="latent diffusion: any diffusion model and sampler over a frozen KL "
-    "autoencoder's scaled latents; text and labels; no likelihood",
+    "autoencoder's (or VQ tokenizer's pre-quantisation) scaled latents; text and labels; "
+    "no likelihood",
     options=LatentDiffusionOptions,
     build=build,
     describe=describe,

@@ -215,3 +215,24 @@ class VQAutoencoder(GenerativeModel):
 def _unconditional(cond: Tensor | None) -> None:
     if cond is not None:
         raise ValueError("the tokenizer is unconditional: cond must be None")
+
+
+class PreQuantized(nn.Module):
+    """A trained `VQAutoencoder` seen as a continuous autoencoder through its
+    pre-quantisation latents (the VQ-regularised first stage of Rombach et al. 2022,
+    sec. 3.1): `encode` gives the encoder's output z_e (B, D, h, w), `decode` quantizes a
+    latent to its nearest code and decodes it, so a latent model's samples are decoded
+    through the codebook as the tokenizer was trained. Holds the tokenizer as `tokenizer`."""
+
+    def __init__(self, tokenizer: VQAutoencoder) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.latent_shape: tuple[int, int, int] = (tokenizer.quantizer.dim, *tokenizer.grid)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> pre-quantisation latents (B, D, h, w)."""
+        return self.tokenizer.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, D, h, w) -> (B, C, H, W): the decoder's mean at the nearest codes of z."""
+        return self.tokenizer.decode(self.tokenizer.quantizer.codes(z))
