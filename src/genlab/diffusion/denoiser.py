@@ -1,6 +1,6 @@
 """The canonical denoiser D(x, sigma, cond) made from a network, a path and a parameterization.
 
-Samplers, guidance and likelihood see only this interface (DESIGN.md section 1): x is the
+Samplers, guidance and likelihood see only this interface (docs/architecture.md): x is the
 canonical state x0 + sigma * eps and sigma has shape (batch,). The wrapper maps sigma back
 to the path's time, scales the state to x_t = alpha * x, calls the network and converts its
 output to x0_hat. Coefficients are computed in float64 and cast at the network.

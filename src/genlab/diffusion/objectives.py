@@ -1,4 +1,4 @@
-"""The denoising objective with two independent knobs (DESIGN.md section 1).
+"""The denoising objective with two independent knobs (docs/architecture.md).
 
 1. Which noise levels training visits: a `NoiseDistribution` draws times t on the path.
 2. How much each level counts: a `Weighting` gives lambda(t) in x0 space, i.e. the loss
@@ -8,7 +8,7 @@
    of whatever the network predicts.
 
 Known models are presets of these knobs (see `presets.py`), not classes of their own.
-Losses are per example, shape (B,); the trainer reduces (STYLE.md principle 6).
+Losses are per example, shape (B,); the trainer reduces them.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What the raw network predicts, and every conversion between that and x0.
 
 This is the only module that knows the formulas linking eps, x0, v, velocity, score and
-EDM preconditioning (DESIGN.md section 1; STYLE.md principle 1). Each parameterization is a
+EDM preconditioning (docs/architecture.md). Each parameterization is a
 small stateless object answering four questions for path coefficients `c` at the noisy
 state x_t = alpha x0 + sigma eps:
 

@@ -1,4 +1,4 @@
-"""Known diffusion-type models as presets of the objective's knobs (DESIGN.md section 1).
+"""Known diffusion-type models as presets of the objective's knobs (docs/architecture.md).
 
 A preset names a path, a parameterization, a training noise distribution, a weighting and
 default sampling settings. Every piece can be overridden by name; nothing here is a class
