@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import queue
 
+import pytest
 from rich.console import Console
 
 from genlab.progress import JobBoard, JobReporter
@@ -33,3 +34,15 @@ def test_a_log_shows_progress_lines_until_every_job_is_done() -> None:
     lines = out.getvalue().splitlines()
     assert lines and lines[0].startswith("demo 80%") and "running: a (sampling)" in lines[0]
     assert board.fraction == 1.0
+
+
+def test_torch_threads_sets_and_restores_the_thread_count() -> None:
+    import torch
+
+    from genlab.progress import torch_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError), torch_threads(1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError("the job failed")  # restored on every exit path
+    assert torch.get_num_threads() == before

@@ -35,7 +35,7 @@ from genlab import viz
 from genlab.config import RunConfig
 from genlab.demo_text import TEXT_FULL, TEXT_QUICK, TextJob, run_text_job
 from genlab.diffusion.paths import NoisePath
-from genlab.progress import JobBoard, JobReporter
+from genlab.progress import JobBoard, JobReporter, torch_threads
 from genlab.report import write_report
 from genlab.runs import (
     METRICS_FILE,
@@ -215,12 +215,8 @@ def run_job(job: Job, reporter: JobReporter | None = None) -> dict[str, Any]:
 
     Runs on one thread: intra-op parallelism only slows networks this small down.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run_job(job, reporter)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run_job(job: Job, reporter: JobReporter | None) -> dict[str, Any]:
@@ -273,33 +269,33 @@ def _digits_row(run: Run, data: Data, spec: SampleSpec, w: float, grid: Path) ->
 
 def run_digits_job(job: DigitsJob, reporter: JobReporter | None = None) -> dict[str, Any]:
     """Train the digits model; evaluate every sampler (w = 1) and every guidance scale."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        plan, run_dir = job.plan, Path(job.run_dir)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        on_log = None if reporter is None else reporter.steps(plan.steps, TRAIN_SHARE)
-        result, _ = train_run(digits_config(plan), run_dir, on_log=on_log)
-        train_seconds = time.perf_counter() - start
-        if reporter is not None:
-            reporter.report("sampling", TRAIN_SHARE)
-        run = load_run(run_dir)
-        data = make_data(run.config.data)
-        rows = [_digits_row(run, data, SampleSpec(s, nfe), 1.0, run_dir / f"grid-{s}-{nfe}.png")
-                for s, nfe in plan.samplers]  # fmt: skip
-        spec = SampleSpec(*plan.guidance_sampler)
-        guided = [_digits_row(run, data, spec, w, run_dir / f"grid-w{w:g}.png")
-                  for w in plan.guidance]  # fmt: skip
-        viz.plot_loss_curve(run_dir / METRICS_FILE, run_dir / "loss.png")
-        return {"name": job.name, "preset": plan.preset, "steps": result.steps,
-                "final_loss": result.final_loss, "train_seconds": train_seconds,
-                "total_seconds": time.perf_counter() - start,
-                "cpu_seconds": time.process_time() - cpu_start,
-                "params": sum(p.numel() for p in run.model.parameters()),
-                "rows": rows, "guidance_rows": guided, "dir": run_dir.name}  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1):
+        return _digits_job(job, reporter)
+
+
+def _digits_job(job: DigitsJob, reporter: JobReporter | None) -> dict[str, Any]:
+    plan, run_dir = job.plan, Path(job.run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    on_log = None if reporter is None else reporter.steps(plan.steps, TRAIN_SHARE)
+    result, _ = train_run(digits_config(plan), run_dir, on_log=on_log)
+    train_seconds = time.perf_counter() - start
+    if reporter is not None:
+        reporter.report("sampling", TRAIN_SHARE)
+    run = load_run(run_dir)
+    data = make_data(run.config.data)
+    rows = [_digits_row(run, data, SampleSpec(s, nfe), 1.0, run_dir / f"grid-{s}-{nfe}.png")
+            for s, nfe in plan.samplers]  # fmt: skip
+    spec = SampleSpec(*plan.guidance_sampler)
+    guided = [_digits_row(run, data, spec, w, run_dir / f"grid-w{w:g}.png")
+              for w in plan.guidance]  # fmt: skip
+    viz.plot_loss_curve(run_dir / METRICS_FILE, run_dir / "loss.png")
+    return {"name": job.name, "preset": plan.preset, "steps": result.steps,
+            "final_loss": result.final_loss, "train_seconds": train_seconds,
+            "total_seconds": time.perf_counter() - start,
+            "cpu_seconds": time.process_time() - cpu_start,
+            "params": sum(p.numel() for p in run.model.parameters()),
+            "rows": rows, "guidance_rows": guided, "dir": run_dir.name}  # fmt: skip
 
 
 AnyJob = Job | DigitsJob | TextJob

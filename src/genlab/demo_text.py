@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from genlab.config import RunConfig
+from genlab.progress import torch_threads
 
 __all__ = ["TEXT_FULL", "TEXT_QUICK", "TextJob", "TextPlan", "run_text_job", "text_section"]
 
@@ -108,12 +107,8 @@ def run_text_job(job: TextJob, reporter: Any = None) -> dict[str, Any]:
     if not text_available():
         return {"name": job.name, "skipped": "the text extra is not installed "
                 "(pip install 'genlab[text]')", "cpu_seconds": 0.0}  # fmt: skip
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _run(job, reporter)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(job: TextJob, reporter: Any) -> dict[str, Any]:

@@ -8,8 +8,9 @@ terminal) a line every `every` seconds, so a long run never looks stuck.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from queue import Empty
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-__all__ = ["JobBoard", "JobReporter"]
+__all__ = ["JobBoard", "JobReporter", "torch_threads"]
 
 
 @dataclass
@@ -106,3 +107,18 @@ class JobBoard:
                 eta = "" if left is None else ", {}:{:02d} left".format(*divmod(int(left), 60))
                 self.console.print(f"demo {100 * frac:.0f}%{eta}; running: {self.running()}",
                                    markup=False, highlight=False)  # fmt: skip
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the body on `n` torch intra-op threads, then restore the previous number (a job of
+    a worker pool: intra-op parallelism only slows small networks down, and the pool's
+    workers x threads must not exceed the cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
