@@ -99,7 +99,7 @@ def _prepare_run_dir(run_dir: Path, resume: bool, world: World) -> Path | None:
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt.clean_temporaries(run_dir)
-    last = resume_point(run_dir, resume)
+    last = ckpt.latest_checkpoint(run_dir)
     Parallel(world).barrier()  # the others read the checkpoint after rank 0 cleaned up
     return last
 
