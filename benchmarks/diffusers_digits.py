@@ -11,7 +11,7 @@ sampled at NFE 10 and 20 by
   trailing and with Karras sigmas where the scheduler has them;
 - genlab's samplers through `genlab.adapters.diffusers.DiffusersDenoiser`, on Karras,
   log-linear and DDIM-trailing grids and on grids fitted to the model
-  (`genlab.diffusion.grid_search.fit_grid`, on a separate pilot batch).
+  (`genlab.fit_grid`, on a separate pilot batch).
 
 Each row reports FD and class accuracy (the shipped digits network, `genlab.runs.
 evaluate_images`) against the test split, next to the floor (as many real train images),
@@ -51,8 +51,6 @@ from torch import Tensor  # noqa: E402
 import genlab  # noqa: E402
 from genlab.adapters.diffusers import DiffusersDenoiser  # noqa: E402
 from genlab.config import DataConfig  # noqa: E402
-from genlab.diffusion.grid_search import fit_grid  # noqa: E402
-from genlab.diffusion.sample import SAMPLERS  # noqa: E402
 from genlab.runs import Data, evaluate_images, make_data, test_labels  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "diffusers_digits.md"
@@ -114,7 +112,7 @@ class FittedGrids:
         self.denoiser = DiffusersDenoiser(unet, scheduler)
         gen = torch.Generator().manual_seed(1234)  # never the evaluation noise
         z = torch.randn((pilot_n, 1, 8, 8), generator=gen)  # (P, 1, 8, 8)
-        self.pilot = z * self.denoiser.sigma_max
+        self.pilot = z  # unit noise: fit_grid starts it at sigma_max
         self.labels = torch.arange(pilot_n) % 10
         self.evals = evals
         exact = DiffusersDenoiser(copy.deepcopy(unet).double(), scheduler)
@@ -124,11 +122,9 @@ class FittedGrids:
             ).float()
 
     def __call__(self, sampler: str, nfe: int, options: dict[str, Any]) -> Tensor:
-        d = self.denoiser
-        n = SAMPLERS[sampler].steps_for(nfe)
-        return fit_grid(d, SAMPLERS[sampler].fn, n, d.sigma_min, d.sigma_max, self.pilot,
-                        reference=self.reference, options=options, cond=self.labels,
-                        max_evals=self.evals)  # fmt: skip
+        return genlab.fit_grid(self.denoiser, sampler=sampler, nfe=nfe, pilot=self.pilot,
+                               reference=self.reference, options=options, cond=self.labels,
+                               max_evals=self.evals)  # fmt: skip
 
 
 def genlab_sample(denoiser: DiffusersDenoiser, spec: tuple[str, str, dict[str, Any]], nfe: int,
