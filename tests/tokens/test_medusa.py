@@ -59,12 +59,16 @@ def test_sparse_tree_maximises_the_expected_accepted_length() -> None:
 
 def test_longest_accepted_path() -> None:
     tree = Tree.from_paths([(0,), (1,), (0, 0), (0, 1), (1, 0)])
-    ok = torch.tensor([True, True, True, False, True, True])
-    assert accept_longest(ok, tree.leaves).tolist() == [0, 1, 4]  # the first of the longest
-    ok = torch.tensor([True, False, True, True, True, False])
-    assert accept_longest(ok, tree.leaves).tolist() == [0, 2]  # a child of a rejected node
-    ok = torch.tensor([True, False, False, True, True, True])
-    assert accept_longest(ok, tree.leaves).tolist() == [0]
+    assert tree.leaf_paths == ((0, 1, 3), (0, 1, 4), (0, 2, 5))
+    assert tree.parents == (0, 0, 0, 1, 1, 2)
+    ok = [True, True, True, False, True, True]
+    assert accept_longest(ok, tree.leaf_paths) == [0, 1, 4]  # the first of the longest
+    ok = [True, False, True, True, True, False]
+    assert accept_longest(ok, tree.leaf_paths) == [0, 2]  # a child of a rejected node
+    ok = [True, False, False, True, True, True]
+    assert accept_longest(ok, tree.leaf_paths) == [0]
+    # the candidates' slots in the heads' flattened top-R tokens (K, R), R = 2
+    assert tree.slots.tolist() == [0, 1, 2, 3, 2]
 
 
 def test_typical_acceptance_threshold_by_hand() -> None:
@@ -78,15 +82,39 @@ def test_typical_acceptance_threshold_by_hand() -> None:
     assert typical_ok(probs, tokens, parent, 0.05, 0.3).tolist() == [True, True, True]
 
 
-def test_heads_start_as_the_prior_projection() -> None:
+@pytest.mark.parametrize("layers", [1, 3])
+def test_heads_start_as_the_prior_projection(layers: int) -> None:
     net = tiny_net()
-    heads = MedusaHeads(3, net.cfg.dim, net.cfg.vocab).double()
+    heads = MedusaHeads(3, net.cfg.dim, net.cfg.vocab, layers).double()
     heads.copy_projection(net.head.weight)
     h = torch.randn(4, 7, net.cfg.dim, dtype=torch.float64)
     out = heads(h)  # (4, 7, 3, K): zero residual blocks, so every head is the projection
     assert out.shape == (4, 7, 3, net.cfg.vocab)
     for k in range(3):
         assert torch.allclose(out[..., k, :], net.logits(h), atol=1e-12)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_heads_by_hand_and_the_decoding_fast_path(layers: int) -> None:
+    """Each head is its own stack of residual blocks and projection, and the one-state path
+    of decoding (a mat-vec) equals the batched one."""
+    torch.manual_seed(0)
+    heads = MedusaHeads(3, 6, 5, layers).double()
+    with torch.no_grad():
+        for p in heads.parameters():
+            p.normal_()
+    h = torch.randn(4, 6, dtype=torch.float64)
+    out = heads(h)  # (4, 3, 5)
+    for k in range(3):
+        x = h + torch.nn.functional.silu(h @ heads.res_weight[k].T + heads.res_bias[k])
+        for i in range(layers - 1):
+            w, b = heads.more_weight[i, k], heads.more_bias[i, k]
+            x = x + torch.nn.functional.silu(x @ w.T + b)
+        assert torch.allclose(out[:, k], x @ heads.proj[k].T, atol=1e-10)
+    for row in range(4):
+        assert torch.allclose(heads(h[row]), out[row], atol=1e-10)
+    with pytest.raises(ValueError, match="residual block"):
+        MedusaHeads(3, 6, 5, 0)
 
 
 @pytest.mark.parametrize("tree", [Tree.full((3, 2, 2)), Tree.chain(3), Tree.full((2,))])

@@ -79,7 +79,8 @@ class Decoding:
 
 class TokenPrior(GenerativeModel):
     """A frozen `tokenizer` (a module satisfying `genlab.tokens.protocol.Tokenizer`) and a
-    `PriorTransformer` of `cfg` over its codes; `medusa_heads` > 0 adds Medusa heads.
+    `PriorTransformer` of `cfg` over its codes; `medusa_heads` > 0 adds Medusa heads of
+    `head_layers` residual blocks each.
 
     `ready` says whether the tokenizer holds trained weights: a model rebuilt from a config
     alone gets them from its run's checkpoint, and refuses to work until then."""
@@ -92,6 +93,7 @@ class TokenPrior(GenerativeModel):
         cfg: TransformerConfig,
         *,
         medusa_heads: int = 0,
+        head_layers: int = 1,
         head_weight: float = 1.0,
         head_decay: float = 0.8,
         head_targets: HeadTargets = "data",
@@ -108,7 +110,9 @@ class TokenPrior(GenerativeModel):
             )
         self.tokenizer = tokenizer.requires_grad_(False).eval()
         self.net = PriorTransformer(cfg)
-        self.heads = MedusaHeads(medusa_heads, cfg.dim, cfg.vocab) if medusa_heads else None
+        self.heads = (
+            MedusaHeads(medusa_heads, cfg.dim, cfg.vocab, head_layers) if medusa_heads else None
+        )
         if self.heads is not None:
             self.heads.copy_projection(self.net.head.weight)
         self.head_weight, self.head_decay, self.head_targets = head_weight, head_decay, head_targets

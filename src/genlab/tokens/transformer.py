@@ -18,6 +18,7 @@ or 2-D sin-cos over (row, column) of the predicted cell (Vaswani et al. 2017, se
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -86,13 +87,17 @@ class KVCache:
         """Keep the t inputs just written."""
         self.length += t
 
-    def keep(self, index: Tensor) -> None:
-        """Of the inputs just written, keep those at `index` (ascending, (A,)) in that order."""
-        src = self.length + index  # (A,)
-        dst = slice(self.length, self.length + index.shape[0])
-        self.k[:, :, :, dst] = self.k[:, :, :, src]
-        self.v[:, :, :, dst] = self.v[:, :, :, src]
-        self.length += index.shape[0]
+    def keep(self, index: Tensor | Sequence[int]) -> None:
+        """Of the inputs just written, keep those at `index` (ascending, (A,)) in that order
+        (nothing moves when they are the first A)."""
+        idx = index.tolist() if isinstance(index, Tensor) else list(index)
+        count = len(idx)
+        if idx != list(range(count)):
+            src = self.length + torch.tensor(idx, device=self.k.device)  # (A,)
+            dst = slice(self.length, self.length + count)
+            self.k[:, :, :, dst] = self.k[:, :, :, src]
+            self.v[:, :, :, dst] = self.v[:, :, :, src]
+        self.length += count
 
 
 class Block(nn.Module):
