@@ -122,6 +122,28 @@ def test_dpmpp_2m_reproduces_dpm_solver(
 
 
 @pytest.mark.parametrize("karras", [False, True])
+def test_dpmpp_3m_reference_variant_reproduces_dpm_solver_order_3(
+    unet: UNet2DModel, karras: bool
+) -> None:
+    """DPMSolverMultistep, dpmsolver++, order 3 at 16 steps (>= 15: no lower orders but the
+    last step to sigma 0, as genlab's final step), solver_type "heun" (its second-order warm
+    start step in Taylor form, as genlab's and k-diffusion's; "midpoint" halves that step's
+    derivative term): genlab's dpmpp_3m(variant="dpm-solver"). The default variant takes the
+    whole curvature term and differs."""
+    sch = DPMSolverMultistepScheduler(
+        algorithm_type="dpmsolver++", solver_order=3, solver_type="heun",
+        use_karras_sigmas=karras,
+    )  # fmt: skip
+    x_t = noise()
+    ref = diffusers_loop(unet, sch, 16, x_t)
+    d = DiffusersDenoiser(unet, sch, time_input="round" if karras else "nearest")
+    grid = scheduler_grid(sch, 16)
+    out = genlab_run(d, grid, "dpmpp_3m", x_t, options={"variant": "dpm-solver"})
+    assert rel_diff(out, ref) < ROUND_OFF
+    assert rel_diff(genlab_run(d, grid, "dpmpp_3m", x_t), ref) > 100 * ROUND_OFF
+
+
+@pytest.mark.parametrize("karras", [False, True])
 def test_unipc_order_2_reproduces_unipc_scheduler(unet: UNet2DModel, karras: bool) -> None:
     sch = UniPCMultistepScheduler(solver_order=2, solver_type="bh2", use_karras_sigmas=karras)
     x_t = noise()

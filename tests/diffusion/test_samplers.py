@@ -93,6 +93,8 @@ ORDER_CASES = [
     ("heun", heun, 1.7, 2.3),
     ("dpmpp_2m", dpmpp_2m, 1.7, 2.3),
     ("dpmpp_3m", dpmpp_3m, 2.5, 4.5),
+    # the reference code's update applies half the curvature term: second order
+    ("dpmpp_3m_dpm_solver", lambda *a, **k: dpmpp_3m(*a, variant="dpm-solver", **k), 1.7, 2.4),
     ("unipc_bh2", unipc, 2.5, 5.0),
     ("unipc_bh1_order2", lambda *a, **k: unipc(*a, order=2, variant="bh1", **k), 2.5, 4.0),
     ("unipc_limited", lambda *a, **k: unipc(*a, limiter=1.0, **k), 2.5, 5.0),

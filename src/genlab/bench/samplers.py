@@ -65,7 +65,7 @@ class Cell:
 SAMPLER_SET: tuple[tuple[str, dict[str, Any]], ...] = (
     ("euler", {}), ("heun", {}), ("dpmpp_2m", {}), ("dpmpp_3m", X), ("unipc", {}),
     ("unipc", {"order": 2}), ("unipc", X), ("unipc", {"order": 2, **X}),
-    ("unipc", {**X, "limiter": 1.0}),
+    ("unipc", {**X, "limiter": 1.0}), ("dpmpp_3m", {"variant": "dpm-solver"}),
 )  # fmt: skip
 PLAIN = {"objective": "rmse", "pilot_size": 256}
 LARGE = {"objective": "rmse", "pilot_size": 1024}  # more pilot trajectories
