@@ -117,10 +117,32 @@ def test_heads_by_hand_and_the_decoding_fast_path(layers: int) -> None:
         MedusaHeads(3, 6, 5, 0)
 
 
-@pytest.mark.parametrize("tree", [Tree.full((3, 2, 2)), Tree.chain(3), Tree.full((2,))])
-def test_greedy_medusa_equals_greedy_decoding(tree: Tree) -> None:
+def test_root_heads_read_the_embedding_of_the_root() -> None:
+    """Heads with `root` see h + E[root]: zero E at first (plain Medusa heads), then each
+    root moves every head's input by its own embedding row; an int root (decoding) and a
+    tensor of roots (training) agree, and a missing root is an error."""
+    torch.manual_seed(0)
+    plain, heads = MedusaHeads(2, 6, 5, 2).double(), MedusaHeads(2, 6, 5, 2, root=True).double()
+    heads.load_state_dict(plain.state_dict(), strict=False)
+    h, roots = torch.randn(4, 6, dtype=torch.float64), torch.tensor([0, 3, 3, 1])
+    assert torch.equal(heads(h, roots), plain(h))  # E starts at zero
+    with torch.no_grad():
+        heads.root_embed.weight.normal_()  # type: ignore[union-attr]
+    e = heads.root_embed.weight  # type: ignore[union-attr]
+    assert torch.allclose(heads(h, roots), plain(h + e[roots]), atol=1e-12)
+    assert torch.allclose(heads(h[1], 3), heads(h, roots)[1], atol=1e-12)
+    with pytest.raises(ValueError, match="root"):
+        heads(h)
+
+
+@pytest.mark.parametrize(
+    ("tree", "layers", "root"),
+    [(Tree.full((3, 2, 2)), 1, False), (Tree.chain(3), 1, False), (Tree.full((2,)), 1, False),
+     (Tree.full((3, 2, 2)), 2, True)],
+)  # fmt: skip
+def test_greedy_medusa_equals_greedy_decoding(tree: Tree, layers: int, root: bool) -> None:
     net = tiny_net(grid=(3, 4), sharpen=10.0)
-    heads = tiny_heads(net)
+    heads = tiny_heads(net, layers=layers, root=root)
     greedy = TokenSampling(0.0)
     g = torch.Generator().manual_seed(0)
     accepted = []

@@ -37,11 +37,18 @@ def tiny_net(
     return net
 
 
-def tiny_heads(net: PriorTransformer, n_heads: int = 3, *, seed: int = 1) -> MedusaHeads:
-    """Random Medusa heads (non-zero residual blocks) over `net`."""
+def tiny_heads(
+    net: PriorTransformer, n_heads: int = 3, *, seed: int = 1, layers: int = 1, root: bool = False
+) -> MedusaHeads:
+    """Random Medusa heads (non-zero residual blocks and root embedding) over `net`."""
     torch.manual_seed(seed)
-    heads = MedusaHeads(n_heads, net.cfg.dim, net.cfg.vocab).double().requires_grad_(False)
+    heads = MedusaHeads(n_heads, net.cfg.dim, net.cfg.vocab, layers, root)
+    heads = heads.double().requires_grad_(False)
     with torch.no_grad():
         heads.copy_projection(net.head.weight)
         heads.res_weight.normal_(std=0.5)
+        if layers > 1:
+            heads.more_weight.normal_(std=0.5)
+        if heads.root_embed is not None:
+            heads.root_embed.weight.normal_()
     return heads

@@ -24,7 +24,7 @@ def head_accuracy(
     assert model.heads is not None, "the model has no Medusa heads"
     hidden = model.net.teacher_forced(codes, labels)  # (B, L, D)
     best = model.net.logits(hidden).argmax(-1)  # (B, L)
-    out = model.heads(hidden)  # (B, L, K, V)
+    out = model.heads(hidden, codes)  # (B, L, K, V); row i's root is z_i
     ranks = min(ranks, out.shape[-1])
     data, prior = [], []
     for k in range(1, model.heads.n_heads + 1):

@@ -7,10 +7,17 @@ Head k (k = 1..K) reads the prior's last hidden state h_t and predicts the token
     p_t^(k) = softmax(W2^(k) (SiLU(W1^(k) h_t + b1^(k)) + h_t))               (Cai et al. eq. 1)
 
 W1 starts at zero, so each head starts as the prior's own projection applied to h_t (W2
-starts as a copy of it). Decoding: each head proposes its top-k tokens; the candidates form a
-tree (`Tree`) whose nodes the prior scores in ONE forward pass, each node attending to the
-cached prefix and to its own ancestors only (tree attention, Cai et al. sec. 2.1.2); the
-longest accepted path is kept, its keys and values moved into place in the cache.
+starts as a copy of it); `layers` > 1 stacks more such residual blocks. Optionally (`root`)
+the heads read h_t + E[z_{t+1}], E a learned embedding (zero at first) of the token chosen at
+t, the root of the tree: it is known before the heads run (the prior's own choice there),
+and knowing it spares each head guessing what the prior chose, in the spirit of Hydra's
+sequentially dependent heads (Ankner et al. 2024, "Hydra: Sequentially-Dependent Draft
+Heads for Medusa Decoding").
+
+Decoding: each head proposes its top-k tokens; the candidates form a tree (`Tree`) whose
+nodes the prior scores in ONE forward pass, each node attending to the cached prefix and to
+its own ancestors only (tree attention, Cai et al. sec. 2.1.2); the longest accepted path is
+kept, its keys and values moved into place in the cache.
 
 - greedy: a node is accepted when it is the prior's argmax after its parent, so the output
   equals plain greedy decoding token for token;
@@ -42,11 +49,17 @@ class MedusaHeads(nn.Module):
     uses one; more give a head more capacity at D^2 multiply-adds each per token). Blocks
     and projections of all heads are stacked, so each is one batched product."""
 
-    def __init__(self, n_heads: int, dim: int, vocab: int, layers: int = 1) -> None:
+    def __init__(
+        self, n_heads: int, dim: int, vocab: int, layers: int = 1, root: bool = False
+    ) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"a Medusa head has at least one residual block (got {layers})")
         self.n_heads, self.layers = n_heads, layers
+        # root: the heads also read the token chosen at their position (module docstring)
+        self.root_embed = nn.Embedding(vocab, dim) if root else None
+        if self.root_embed is not None:
+            nn.init.zeros_(self.root_embed.weight)
         self.res_weight = nn.Parameter(torch.zeros(n_heads, dim, dim))  # W1, zero-initialised
         self.res_bias = nn.Parameter(torch.zeros(n_heads, dim))
         if layers > 1:  # the further blocks, also zero-initialised
@@ -60,7 +73,14 @@ class MedusaHeads(nn.Module):
         """Start every head's W2 as the prior's output projection (V, D) (Cai et al. sec. 2.2.1)."""
         self.proj.copy_(weight.expand_as(self.proj))
 
-    def forward(self, hidden: Tensor) -> Tensor:
+    def forward(self, hidden: Tensor, root: Tensor | int | None = None) -> Tensor:
+        """Logits (..., K, V) from hidden states (..., D) and, for heads that read it, the
+        root token (...,) chosen at each (ignored by heads that do not)."""
+        if self.root_embed is not None:
+            if root is None:
+                raise ValueError("these Medusa heads read the root token: pass root")
+            w = self.root_embed.weight
+            hidden = hidden + (w[root] if isinstance(root, int) else F.embedding(root, w))
         if hidden.dim() == 1:  # one hidden state (D,), as while decoding: one mat-vec for W1
             k, d = self.res_bias.shape
             r = torch.addmv(self.res_bias.view(-1), self.res_weight.view(k * d, d), hidden)
@@ -285,7 +305,7 @@ def medusa_decode(
         if left == 0:
             break
         t = tree.truncated(left)
-        top = torch.topk(heads(state.hidden), t.max_rank(), dim=-1).indices  # (K, R)
+        top = torch.topk(heads(state.hidden, root), t.max_rank(), dim=-1).indices  # (K, R)
         tokens = torch.cat([torch.tensor([root]), top.view(-1)[t.slots]])  # (T,)
         hidden, logits = verify(net, state, tokens, t.depth, t.mask)  # (T, D), (T, V)
         ids = tokens.tolist()

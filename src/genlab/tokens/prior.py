@@ -80,7 +80,7 @@ class Decoding:
 class TokenPrior(GenerativeModel):
     """A frozen `tokenizer` (a module satisfying `genlab.tokens.protocol.Tokenizer`) and a
     `PriorTransformer` of `cfg` over its codes; `medusa_heads` > 0 adds Medusa heads of
-    `head_layers` residual blocks each.
+    `head_layers` residual blocks each, reading the root token when `head_root`.
 
     `ready` says whether the tokenizer holds trained weights: a model rebuilt from a config
     alone gets them from its run's checkpoint, and refuses to work until then."""
@@ -94,6 +94,7 @@ class TokenPrior(GenerativeModel):
         *,
         medusa_heads: int = 0,
         head_layers: int = 1,
+        head_root: bool = False,
         head_weight: float = 1.0,
         head_decay: float = 0.8,
         head_targets: HeadTargets = "data",
@@ -111,7 +112,9 @@ class TokenPrior(GenerativeModel):
         self.tokenizer = tokenizer.requires_grad_(False).eval()
         self.net = PriorTransformer(cfg)
         self.heads = (
-            MedusaHeads(medusa_heads, cfg.dim, cfg.vocab, head_layers) if medusa_heads else None
+            MedusaHeads(medusa_heads, cfg.dim, cfg.vocab, head_layers, head_root)
+            if medusa_heads
+            else None
         )
         if self.heads is not None:
             self.heads.copy_projection(self.net.head.weight)
@@ -215,7 +218,7 @@ class TokenPrior(GenerativeModel):
         """sum_k head_weight decay^k CE(head k at i, target at i + k) over targets at
         positions >= start, per example (B,)."""
         assert self.heads is not None
-        out = self.heads(hidden)  # (B, L, K, V)
+        out = self.heads(hidden, codes)  # (B, L, K, V); row i's root is z_i
         total = hidden.new_zeros(codes.shape[0])
         for k in range(1, min(self.heads.n_heads, codes.shape[1] - 1) + 1):
             first = max(start - k, 0)  # head k at i predicts position i + k >= start

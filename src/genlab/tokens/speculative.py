@@ -76,7 +76,7 @@ def speculative_decode(
         if left == 0:
             break
         d = min(draft, left)
-        q = sampling.probs(heads(state.hidden)[:d])  # (d, V): the drafts' distributions
+        q = sampling.probs(heads(state.hidden, root)[:d])  # (d, V): the drafts' distributions
         xs = draw(q, generator)  # (d,)
         tokens = torch.cat([torch.tensor([root]), xs])  # (d + 1,)
         hidden, logits = verify(net, state, tokens, torch.arange(d + 1), _chain(d + 1))
