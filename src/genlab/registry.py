@@ -61,7 +61,9 @@ PRESETS: tuple[str, ...] = (
 )  # fmt: skip
 PATHS: tuple[str, ...] = ("linear", "cosine", "vp", "ve", "edm", "ddpm")
 PARAMETERIZATIONS: tuple[str, ...] = ("eps", "x0", "v", "velocity", "score", "edm")
-NOISE_DISTRIBUTIONS: tuple[str, ...] = ("uniform_t", "uniform_k", "lognormal", "logit_normal")
+NOISE_DISTRIBUTIONS: tuple[str, ...] = (
+    "uniform_t", "uniform_k", "lognormal", "logit_normal", "log_uniform",
+)  # fmt: skip
 WEIGHTINGS: tuple[str, ...] = ("uniform", "snr", "min_snr", "edm")
 TEXT_ENCODERS: tuple[str, ...] = ("all-MiniLM-L6-v2",)
 TOY_DATASETS: tuple[str, ...] = (

@@ -13,12 +13,13 @@ from genlab.diffusion.objectives import (
     DenoisingLoss,
     LogitNormal,
     LogNormal,
+    LogUniform,
     NoiseDistribution,
     UniformK,
     UniformT,
 )
 from genlab.diffusion.parameterization import PARAMETERIZATIONS
-from genlab.diffusion.paths import PATHS, DDPMPath, EDMPath, LinearPath, NoisePath
+from genlab.diffusion.paths import PATHS, DDPMPath, EDMPath, LinearPath, NoisePath, VPPath
 from genlab.diffusion.presets import PRESETS, build_objective
 from genlab.errors import ConfigError
 from genlab.nets.mlp import MLP
@@ -90,6 +91,33 @@ def test_logit_normal_and_uniform_t_laws() -> None:
     assert abs(logit.mean().item()) < 0.03 and abs(logit.std().item() - 1.0) < 0.03
     u = UniformT().sample_t(40000, path, generator=g)
     assert abs(u.mean().item() - 0.5) < 0.01 and abs(u.var().item() - 1 / 12) < 0.003
+
+
+def test_log_uniform_is_the_likelihood_weighting_of_the_vp_path() -> None:
+    """On the VP path, t drawn log-uniformly in the noise level has density proportional to
+    g(t)^2 / sigma_t^2 = beta(t) / (1 - alpha_t^2) (the score-space likelihood weighting
+    beta(t) on the eps error): its CDF is the normalised integral of that density, computed
+    here by quadrature, not through log-SNR."""
+    path = VPPath()
+    t = LogUniform().sample_t(200_000, path, generator=torch.Generator().manual_seed(0))
+    assert float(t.min()) >= path.t_min and float(t.max()) <= path.t_max
+    grid = torch.linspace(path.t_min, path.t_max, 400_001, dtype=torch.float64)
+    c = path.coefs(grid)
+    beta = path.beta_min + grid * (path.beta_max - path.beta_min)
+    density = beta / c.sigma**2  # (G,)
+    steps = 0.5 * (density[1:] + density[:-1]) * torch.diff(grid)  # trapezoids
+    cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(steps, 0)])
+    cdf = cdf / cdf[-1]
+    probes = torch.tensor([1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5, 0.8], dtype=torch.float64)
+    expected = torch.stack([cdf[torch.searchsorted(grid, p)] for p in probes])
+    empirical = torch.tensor([float((t <= p).double().mean()) for p in probes], dtype=torch.float64)
+    assert torch.allclose(empirical, expected, atol=5e-3), (empirical, expected)
+    # and uniform in the log of the noise level on a path with a plain sigma (EDM)
+    edm = EDMPath()
+    log_s = torch.log(edm.noise_level(LogUniform().sample_t(40000, edm, generator=None)))
+    lo, hi = (math.log(float(edm.noise_level(torch.tensor(t)))) for t in (edm.t_min, edm.t_max))
+    assert abs(float(log_s.mean()) - (lo + hi) / 2) < 0.05
+    assert abs(float(log_s.var()) - (hi - lo) ** 2 / 12) < 0.1
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

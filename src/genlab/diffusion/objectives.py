@@ -101,6 +101,28 @@ class LogitNormal(NoiseDistribution):
         return path.t_min + (path.t_max - path.t_min) * u
 
 
+class LogUniform(NoiseDistribution):
+    """ln s ~ U[ln s(t_min), ln s(t_max)] over the path's training range of canonical noise
+    levels (uniform in log-SNR = -2 ln s), mapped to t.
+
+    On the VP path with eps-prediction and weighting "uniform" this is the likelihood
+    weighting of Song et al. (2021b, "Maximum Likelihood Training of Score-Based Diffusion
+    Models", eq. 9 with importance sampling, sec. 5): lambda(t) = g(t)^2 = beta(t) in score
+    space is beta / sigma_t^2 on the eps error (sigma_t^2 = 1 - abar_t), and
+    beta / (1 - abar) = -d logSNR / dt, so drawing t with density proportional to it leaves
+    the plain eps-MSE, a constant times the continuous-time bound on -ln p."""
+
+    name = "log_uniform"
+
+    def sample_t(
+        self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        ends = torch.tensor([path.t_min, path.t_max], dtype=torch.float64)
+        lo, hi = torch.log(path.noise_level(ends)).tolist()  # the training range
+        s = torch.exp(lo + (hi - lo) * _rand(n, generator))
+        return path.t_from_noise(s).clamp(path.t_min, path.t_max)
+
+
 class Weighting(ABC):
     """lambda(t) in x0 space; `None` means the parameterization's own plain MSE."""
 
@@ -162,6 +184,7 @@ NOISE_DISTRIBUTIONS: dict[str, type[NoiseDistribution]] = {
     "uniform_k": UniformK,
     "lognormal": LogNormal,
     "logit_normal": LogitNormal,
+    "log_uniform": LogUniform,
 }
 WEIGHTINGS: dict[str, type[Weighting]] = {
     "uniform": Uniform,
