@@ -118,6 +118,13 @@ def test_log_uniform_is_the_likelihood_weighting_of_the_vp_path() -> None:
     lo, hi = (math.log(float(edm.noise_level(torch.tensor(t)))) for t in (edm.t_min, edm.t_max))
     assert abs(float(log_s.mean()) - (lo + hi) / 2) < 0.05
     assert abs(float(log_s.var()) - (hi - lo) ** 2 / 12) < 0.1
+    # paths whose training range reaches s = 0 or inf use their sigma range instead
+    for name in ("linear", "cosine"):
+        p = PATHS[name]()
+        s = p.noise_level(LogUniform().sample_t(40000, p, generator=None))
+        assert torch.isfinite(s).all() and float(s.min()) >= p.sigma_min * (1 - 1e-6)
+        lo, hi = math.log(p.sigma_min), math.log(p.sigma_max)
+        assert abs(float(torch.log(s).mean()) - (lo + hi) / 2) < 0.1, name
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -102,8 +102,10 @@ class LogitNormal(NoiseDistribution):
 
 
 class LogUniform(NoiseDistribution):
-    """ln s ~ U[ln s(t_min), ln s(t_max)] over the path's training range of canonical noise
-    levels (uniform in log-SNR = -2 ln s), mapped to t.
+    """ln s ~ U[ln s(t_min), ln sigma_max] of the path's canonical noise levels (uniform in
+    log-SNR = -2 ln s), mapped to t: from the lowest level training visits (the path's
+    sigma_min where that is 0, as on the linear and cosine paths) to the highest level
+    sampling starts from (s(t_max) where finite, and below 1e16 on the cosine path).
 
     On the VP path with eps-prediction and weighting "uniform" this is the likelihood
     weighting of Song et al. (2021b, "Maximum Likelihood Training of Score-Based Diffusion
@@ -117,8 +119,9 @@ class LogUniform(NoiseDistribution):
     def sample_t(
         self, n: int, path: NoisePath, *, generator: torch.Generator | None = None
     ) -> Tensor:
-        ends = torch.tensor([path.t_min, path.t_max], dtype=torch.float64)
-        lo, hi = torch.log(path.noise_level(ends)).tolist()  # the training range
+        start = float(path.noise_level(torch.tensor(path.t_min, dtype=torch.float64)))
+        ends = [start if start > 0 else path.sigma_min, path.sigma_max]  # linear, cosine: s(0) = 0
+        lo, hi = torch.log(torch.tensor(ends, dtype=torch.float64)).tolist()
         s = torch.exp(lo + (hi - lo) * _rand(n, generator))
         return path.t_from_noise(s).clamp(path.t_min, path.t_max)
 
