@@ -97,6 +97,21 @@ CASES: dict[str, tuple[Callable[[], FlowLayer], tuple[int, ...], str]] = {
         "real",
     ),
     "realnvp_vector": (lambda: realnvp_vector(2, n_couplings=3, hidden=16), (2,), "real"),
+    "realnvp_vector_tail_bound": (
+        lambda: realnvp_vector(4, n_couplings=3, hidden=16, scale="sigmoid", input_bound=0.7),
+        (4,),
+        "real",
+    ),
+    "nice_tail_bound": (
+        lambda: nice(6, n_couplings=3, hidden=16, n_layers=2, input_bound=0.7),
+        (6,),
+        "real",
+    ),
+    "glow_vector_tail_bound": (
+        lambda: glow_vector(3, n_steps=2, hidden=16, input_bound=0.7),
+        (3,),
+        "real",
+    ),
     "glow_vector": (lambda: glow_vector(3, n_steps=2, hidden=16), (3,), "real"),
     "realnvp_image": (
         lambda: realnvp_image((1, 4, 4), levels=2, n_blocks=2, n_checkerboard=2, hidden=8),
@@ -141,3 +156,29 @@ def test_logdet_matches_autograd_jacobian(name: str) -> None:
         jac = jacobian(f, xi.flatten())  # (D, D)
         expected = torch.linalg.slogdet(jac)[1]
         torch.testing.assert_close(logdet[i], expected, rtol=1e-9, atol=1e-9)
+
+
+def test_input_bound_makes_couplings_affine_far_from_the_data() -> None:
+    """With a soft-clamped conditioner input the shift and log-scale of a coupling converge
+    as x_a -> infinity (so the layer tends to one fixed affine map of x_b); without it a
+    ReLU conditioner's shift keeps growing linearly. Near 0 the clamp has slope one."""
+    torch.manual_seed(0)
+    part = ChannelPartition(4)
+    bounded = _randomize(AffineCoupling(part, MLPConditioner(2, 4, 16, input_bound=2.0)))
+    plain = AffineCoupling(part, MLPConditioner(2, 4, 16))
+    plain.load_state_dict(bounded.state_dict())
+    direction = torch.tensor([[0.6, -0.8, 0.0, 0.0]], dtype=torch.float32)
+    xb = torch.tensor([[0.0, 0.0, 0.3, -0.2]])
+
+    def params(layer: AffineCoupling, lam: float) -> torch.Tensor:
+        x = lam * direction + xb
+        xa, xb_ = part.split(x)
+        return torch.cat(layer._params(xa, xb_, None), 1)
+
+    with torch.no_grad():
+        far = [params(bounded, lam) for lam in (1e2, 1e3, 1e4)]
+        assert (far[1] - far[0]).abs().max() < 1e-3 and (far[2] - far[1]).abs().max() < 1e-5
+        grow = [params(plain, lam).abs().max() for lam in (1e2, 1e3)]
+        assert grow[1] > 5 * grow[0]  # unbounded: the shift extrapolates linearly
+        small = 1e-4 * direction + xb  # slope one at 0: the same map to first order
+        torch.testing.assert_close(bounded(small)[0], plain(small)[0], rtol=0, atol=1e-7)

@@ -28,7 +28,10 @@ class FlowOptions(BaseModel):
     Vectors: `steps` couplings (Glow steps) with MLP conditioners of `layers` x `hidden`.
     NICE: `steps` additive couplings of MLPs `layers` x `hidden` over the flattened data,
     then the diagonal scaling. `scale` bounds affine log-scales (default: tanh for realnvp,
-    sigmoid for glow); `dropout` acts in the image conditioners and NICE's MLPs."""
+    sigmoid for glow); `dropout` acts in the image conditioners and NICE's MLPs.
+    `tail_bound` (vectors): soft clamp of the MLP conditioners' inputs at +-tail_bound, so
+    every coupling tends to a fixed affine map away from the data and a row outside the
+    training range is not sent deep into the base's tail by an extrapolated shift."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +43,7 @@ class FlowOptions(BaseModel):
     scale: Literal["tanh", "sigmoid"] | None = None
     lu: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)
+    tail_bound: float | None = Field(None, gt=0)
 
 
 def _options(cfg: RunConfig) -> FlowOptions:
@@ -61,7 +65,7 @@ def _flow(cfg: RunConfig, shape: Shape) -> FlowLayer:
     dim = math.prod(shape)
     if family == "nice":
         flow = nice(dim, n_couplings=f.steps, hidden=f.hidden, n_layers=f.layers,
-                    dropout=f.dropout)  # fmt: skip
+                    dropout=f.dropout, input_bound=f.tail_bound)  # fmt: skip
         return flow if len(shape) == 1 else Compose([Flatten(shape), flow])
     scale = f.scale or ("tanh" if family == "realnvp" else "sigmoid")
     if len(shape) == 3:
@@ -76,9 +80,9 @@ def _flow(cfg: RunConfig, shape: Shape) -> FlowLayer:
             raise ConfigError(f"flow.levels: {err}") from None
     if family == "realnvp":
         return realnvp_vector(dim, n_couplings=f.steps, hidden=f.hidden, n_layers=f.layers,
-                              scale=scale)  # fmt: skip
+                              scale=scale, input_bound=f.tail_bound)  # fmt: skip
     return glow_vector(dim, n_steps=f.steps, hidden=f.hidden, n_layers=f.layers, lu=f.lu,
-                       scale=scale)  # fmt: skip
+                       scale=scale, input_bound=f.tail_bound)  # fmt: skip
 
 
 def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:

@@ -41,25 +41,34 @@ def nice(
     n_layers: int = 4,
     cond_dim: int = 0,
     dropout: float = 0.0,
+    input_bound: float | None = None,
 ) -> Compose:
     """NICE on (B, dim) vectors: ``n_couplings`` additive couplings + diagonal scaling.
 
-    ``dropout``: in the coupling MLPs (training mode only; not in the NICE paper)."""
+    ``dropout``: in the coupling MLPs (training mode only; not in the NICE paper);
+    ``input_bound``: soft clamp of the MLPs' inputs (`MLPConditioner`)."""
     layers: list[FlowLayer] = []
     for i in range(n_couplings):
         part = ChannelPartition(dim, flip=i % 2 == 1, interleave=True)
         net = MLPConditioner(part.n_a, part.n_b, hidden, n_layers, cond_dim=cond_dim,
-                             dropout=dropout)  # fmt: skip
+                             dropout=dropout, input_bound=input_bound)  # fmt: skip
         layers.append(AdditiveCoupling(part, net))
     layers.append(DiagonalScaling((dim,)))
     return Compose(layers)
 
 
 def _affine_vector(
-    dim: int, flip: bool, hidden: int, n_layers: int, scale: ScaleKind, cond_dim: int
+    dim: int,
+    flip: bool,
+    hidden: int,
+    n_layers: int,
+    scale: ScaleKind,
+    cond_dim: int,
+    input_bound: float | None,
 ) -> AffineCoupling:
     part = ChannelPartition(dim, flip=flip)
-    net = MLPConditioner(part.n_a, 2 * part.n_b, hidden, n_layers, cond_dim=cond_dim)
+    net = MLPConditioner(part.n_a, 2 * part.n_b, hidden, n_layers, cond_dim=cond_dim,
+                         input_bound=input_bound)  # fmt: skip
     return AffineCoupling(part, net, scale=scale)
 
 
@@ -71,10 +80,12 @@ def realnvp_vector(
     n_layers: int = 2,
     scale: ScaleKind = "tanh",
     cond_dim: int = 0,
+    input_bound: float | None = None,
 ) -> Compose:
-    """Real NVP on (B, dim) vectors: affine couplings on alternating feature halves."""
+    """Real NVP on (B, dim) vectors: affine couplings on alternating feature halves.
+    ``input_bound``: soft clamp of the conditioners' inputs (`MLPConditioner`)."""
     layers = [
-        _affine_vector(dim, i % 2 == 1, hidden, n_layers, scale, cond_dim)
+        _affine_vector(dim, i % 2 == 1, hidden, n_layers, scale, cond_dim, input_bound)
         for i in range(n_couplings)
     ]
     return Compose(layers)
@@ -90,14 +101,16 @@ def glow_vector(
     scale: ScaleKind = "tanh",
     cond_dim: int = 0,
     generator: torch.Generator | None = None,
+    input_bound: float | None = None,
 ) -> Compose:
-    """Glow steps on (B, dim) vectors: actnorm -> invertible linear map -> affine coupling."""
+    """Glow steps on (B, dim) vectors: actnorm -> invertible linear map -> affine coupling.
+    ``input_bound``: soft clamp of the conditioners' inputs (`MLPConditioner`)."""
     layers: list[FlowLayer] = []
     for _ in range(n_steps):
         layers += [
             ActNorm(dim),
             InvConv1x1(dim, lu=lu, generator=generator),
-            _affine_vector(dim, False, hidden, n_layers, scale, cond_dim),
+            _affine_vector(dim, False, hidden, n_layers, scale, cond_dim, input_bound),
         ]
     return Compose(layers)
 
