@@ -97,13 +97,21 @@ def test_the_run_directory_alone_rebuilds_the_model(runs) -> None:
 def test_medusa1_heads_train_on_a_frozen_base_prior(runs, capsys) -> None:
     cfg = {"data": {"name": "digits", "labels": True},
            "model": {"family": "token-prior", "num_classes": 10},
-           "token-prior": {"base": str(runs / "prior"), "medusa_heads": 3},
+           "token-prior": {"base": str(runs / "prior"), "medusa_heads": 3, "head_path": True},
            "train": TRAIN}  # fmt: skip
     (runs / "medusa1.toml").write_text(dumps_toml(cfg))
     code, _, err = run_cli(["train", runs / "medusa1.toml", "--out", runs / "m1"], capsys)
     assert code == 0, err
     base, heads = load_run(runs / "prior").model, load_run(runs / "m1").model
     assert heads.freeze_prior and heads.heads.n_heads == 3
+    assert heads.heads.path_embed is not None and heads.heads.path_embed.any()  # trained
+    greedy = ["--temperature", 0, "-n", 3, "--class", 2]
+    code, _, err = run_cli(["sample", runs / "m1", "--out", runs / "m.npy", "--decode", "medusa",
+                            *greedy], capsys)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli(["sample", runs / "m1", "--out", runs / "p.npy", *greedy], capsys)
+    assert code == 0, err
+    assert np.array_equal(np.load(runs / "m.npy"), np.load(runs / "p.npy"))
     for name, value in base.state_dict().items():
         if name.startswith(("net.", "tokenizer.")):
             assert torch.equal(value, heads.state_dict()[name]), name

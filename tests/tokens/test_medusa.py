@@ -113,6 +113,11 @@ def test_heads_by_hand_and_the_decoding_fast_path(layers: int) -> None:
         assert torch.allclose(out[:, k], x @ heads.proj[k].T, atol=1e-10)
     for row in range(4):
         assert torch.allclose(heads(h[row]), out[row], atol=1e-10)
+        for count in (1, 2):  # the first heads alone, on both paths
+            assert torch.allclose(heads(h[row], count=count), out[row, :count], atol=1e-10)
+    assert torch.allclose(heads(h, count=2), out[:, :2], atol=1e-10)
+    with pytest.raises(ValueError, match="count"):
+        heads(h, count=4)
     with pytest.raises(ValueError, match="residual block"):
         MedusaHeads(3, 6, 5, 0)
 
@@ -135,14 +140,60 @@ def test_root_heads_read_the_embedding_of_the_root() -> None:
         heads(h)
 
 
+def test_path_heads_by_hand() -> None:
+    """Heads that read the path (Hydra-style): head k at row i of a sequence z sees
+    h_i + E[z_i] + sum_{j<k} E_j[z_{i+j}] (teacher forcing), then its own blocks."""
+    torch.manual_seed(0)
+    heads = MedusaHeads(3, 6, 5, 2, path=True).double()
+    with torch.no_grad():
+        for p in heads.parameters():
+            p.normal_()
+    h, z = torch.randn(2, 7, 6, dtype=torch.float64), torch.randint(5, (2, 7))
+    out = heads(h, z)  # (2, 7, 3, 5)
+    e, paths = heads.root_embed.weight, heads.path_embed  # type: ignore[union-attr]
+    for b in range(2):
+        for i in range(7):
+            x = h[b, i] + e[z[b, i]]
+            for k in range(1, min(3, 6 - i) + 1):  # the heads with a target, z_{i+k}
+                if k > 1:
+                    x = x + paths[k - 2][z[b, i + k - 1]]
+                assert torch.allclose(out[b, i, k - 1], heads.head(k, x), atol=1e-10)
+    with pytest.raises(ValueError, match="token sequence"):
+        heads(h[0, 0], 3)  # decoding drafts a tree instead
+
+
+def test_path_heads_draft_each_node_after_its_own_path() -> None:
+    """`draft_tree` gives every node of a tree the rank-r token of its head evaluated after
+    the tokens of that node's path (checked node by node), and for heads that do not read
+    the path it is the usual top-k gather."""
+    net = tiny_net(grid=(3, 4))
+    tree = Tree.from_paths([(0,), (1,), (2,), (0, 0), (0, 1), (1, 0), (0, 0, 0), (1, 0, 1)])
+    h = torch.randn(net.cfg.dim, dtype=torch.float64)
+    for path in (False, True):
+        heads = tiny_heads(net, path=path, root=True)
+        tokens = heads.draft_tree(h, 2, tree).tolist()
+        assert tokens[0] == 2
+        for node, ranks in enumerate(tree.paths, start=1):
+            x, z = h + heads.root_embed.weight[2], []  # type: ignore[union-attr]
+            for d, r in enumerate(ranks, start=1):
+                if path and d > 1:
+                    x = x + heads.path_embed[d - 2][z[-1]]  # type: ignore[index]
+                logits = heads.head(d, x) if path else heads(h, 2)[d - 1]
+                z.append(int(torch.argsort(logits, descending=True)[r]))
+            assert tokens[node] == z[-1]
+
+
 @pytest.mark.parametrize(
-    ("tree", "layers", "root"),
-    [(Tree.full((3, 2, 2)), 1, False), (Tree.chain(3), 1, False), (Tree.full((2,)), 1, False),
-     (Tree.full((3, 2, 2)), 2, True)],
+    ("tree", "layers", "root", "path"),
+    [(Tree.full((3, 2, 2)), 1, False, False), (Tree.chain(3), 1, False, False),
+     (Tree.full((2,)), 1, False, False), (Tree.full((3, 2, 2)), 2, True, False),
+     (Tree.full((3, 2, 2)), 2, True, True), (Tree.chain(3), 1, False, True)],
 )  # fmt: skip
-def test_greedy_medusa_equals_greedy_decoding(tree: Tree, layers: int, root: bool) -> None:
+def test_greedy_medusa_equals_greedy_decoding(
+    tree: Tree, layers: int, root: bool, path: bool
+) -> None:
     net = tiny_net(grid=(3, 4), sharpen=10.0)
-    heads = tiny_heads(net, layers=layers, root=root)
+    heads = tiny_heads(net, layers=layers, root=root, path=path)
     greedy = TokenSampling(0.0)
     g = torch.Generator().manual_seed(0)
     accepted = []

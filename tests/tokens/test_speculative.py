@@ -43,10 +43,17 @@ def test_acceptance_and_residual_by_hand() -> None:
     assert residual(p, q).tolist() == [1.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("sampling", [TokenSampling(), TokenSampling(0.7, top_k=2)])
-def test_speculative_sequences_follow_the_prior_exactly(sampling: TokenSampling) -> None:
+@pytest.mark.parametrize(
+    ("sampling", "path"),
+    [(TokenSampling(), False), (TokenSampling(0.7, top_k=2), False), (TokenSampling(), True)],
+)
+def test_speculative_sequences_follow_the_prior_exactly(
+    sampling: TokenSampling, path: bool
+) -> None:
+    """With heads that read the path, each draft comes from its head after the drafts
+    before it, and the samples still follow the prior exactly."""
     net = tiny_net(vocab=3, grid=(1, 3), sharpen=5.0, depth=1)  # rarest sequence: p = 0.006
-    heads = tiny_heads(net, 2)
+    heads = tiny_heads(net, 2, path=path)
     seqs, exact = exact_probs(net, sampling, label=0)
     g = torch.Generator().manual_seed(0)
     rows, accepted = [], []

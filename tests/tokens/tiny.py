@@ -38,11 +38,17 @@ def tiny_net(
 
 
 def tiny_heads(
-    net: PriorTransformer, n_heads: int = 3, *, seed: int = 1, layers: int = 1, root: bool = False
+    net: PriorTransformer,
+    n_heads: int = 3,
+    *,
+    seed: int = 1,
+    layers: int = 1,
+    root: bool = False,
+    path: bool = False,
 ) -> MedusaHeads:
-    """Random Medusa heads (non-zero residual blocks and root embedding) over `net`."""
+    """Random Medusa heads (non-zero residual blocks, root and path embeddings) over `net`."""
     torch.manual_seed(seed)
-    heads = MedusaHeads(n_heads, net.cfg.dim, net.cfg.vocab, layers, root)
+    heads = MedusaHeads(n_heads, net.cfg.dim, net.cfg.vocab, layers, root, path)
     heads = heads.double().requires_grad_(False)
     with torch.no_grad():
         heads.copy_projection(net.head.weight)
@@ -51,4 +57,6 @@ def tiny_heads(
             heads.more_weight.normal_(std=0.5)
         if heads.root_embed is not None:
             heads.root_embed.weight.normal_()
+        if heads.path_embed is not None:
+            heads.path_embed.normal_()
     return heads

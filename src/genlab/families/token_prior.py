@@ -48,7 +48,8 @@ class TokenPriorOptions(BaseModel):
     `mlp_ratio` x dim, `dropout`, `positions` ("learned", "sinusoidal" over the raster index,
     "sinusoidal-2d" over row and column). Medusa: `medusa_heads` heads of `head_layers`
     residual blocks each (reading the embedding of the token chosen before them too when
-    `head_root`), head k's loss weighted
+    `head_root`, and the tokens of the candidate path before them when `head_path`, as in
+    Hydra), head k's loss weighted
     `head_weight * head_decay**k`, targets the data's codes, the prior's distribution
     ("prior") or, on a base prior, its own greedy or sampled continuations of data prefixes
     ("greedy", "sampled": self-distillation); decoding trees of `tree_nodes` candidates.
@@ -68,6 +69,7 @@ class TokenPriorOptions(BaseModel):
     medusa_heads: int = Field(0, ge=0)
     head_layers: int = Field(1, ge=1)
     head_root: bool = False
+    head_path: bool = False
     head_weight: float = Field(1.0, ge=0)
     head_decay: float = Field(0.8, gt=0, le=1)
     head_targets: Literal["data", "prior", "greedy", "sampled"] = "data"
@@ -189,6 +191,7 @@ def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:
         medusa_heads=o.medusa_heads,
         head_layers=o.head_layers,
         head_root=o.head_root,
+        head_path=o.head_path,
         head_weight=o.head_weight,
         head_decay=o.head_decay,
         head_targets=o.head_targets,

@@ -12,7 +12,15 @@ the heads read h_t + E[z_{t+1}], E a learned embedding (zero at first) of the to
 t, the root of the tree: it is known before the heads run (the prior's own choice there),
 and knowing it spares each head guessing what the prior chose, in the spirit of Hydra's
 sequentially dependent heads (Ankner et al. 2024, "Hydra: Sequentially-Dependent Draft
-Heads for Medusa Decoding").
+Heads for Medusa Decoding"). With `path` they go the rest of Hydra's way: head k also reads
+the tokens of the candidate path before it,
+
+    x^(k) = h_t + E[z_{t+1}] + sum_{j<k} E_j[z_{t+1+j}],
+
+E_j a learned (zero at first) embedding of the token j deep in the tree, so head k's guess is
+conditioned on the guesses it would follow. Training feeds the target sequence (teacher
+forcing); decoding drafts the tree depth by depth, each head on the nodes that have
+children at the next depth (`Tree.levels`).
 
 Decoding: each head proposes its top-k tokens; the candidates form a tree (`Tree`) whose
 nodes the prior scores in ONE forward pass, each node attending to the cached prefix and to
@@ -50,16 +58,26 @@ class MedusaHeads(nn.Module):
     and projections of all heads are stacked, so each is one batched product."""
 
     def __init__(
-        self, n_heads: int, dim: int, vocab: int, layers: int = 1, root: bool = False
+        self,
+        n_heads: int,
+        dim: int,
+        vocab: int,
+        layers: int = 1,
+        root: bool = False,
+        path: bool = False,
     ) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"a Medusa head has at least one residual block (got {layers})")
         self.n_heads, self.layers = n_heads, layers
-        # root: the heads also read the token chosen at their position (module docstring)
-        self.root_embed = nn.Embedding(vocab, dim) if root else None
+        # root: the heads also read the token chosen at their position; path: and those of
+        # the candidate path before them (module docstring). A path includes its root.
+        self.root_embed = nn.Embedding(vocab, dim) if root or path else None
         if self.root_embed is not None:
             nn.init.zeros_(self.root_embed.weight)
+        self.path_embed: nn.Parameter | None = None
+        if path:  # E_j, j = 1..K-1: the token j deep on the path (zero-initialised)
+            self.path_embed = nn.Parameter(torch.zeros(max(n_heads - 1, 1), vocab, dim))
         self.res_weight = nn.Parameter(torch.zeros(n_heads, dim, dim))  # W1, zero-initialised
         self.res_bias = nn.Parameter(torch.zeros(n_heads, dim))
         if layers > 1:  # the further blocks, also zero-initialised
@@ -73,25 +91,89 @@ class MedusaHeads(nn.Module):
         """Start every head's W2 as the prior's output projection (V, D) (Cai et al. sec. 2.2.1)."""
         self.proj.copy_(weight.expand_as(self.proj))
 
-    def forward(self, hidden: Tensor, root: Tensor | int | None = None) -> Tensor:
+    def forward(
+        self, hidden: Tensor, root: Tensor | int | None = None, count: int | None = None
+    ) -> Tensor:
         """Logits (..., K, V) from hidden states (..., D) and, for heads that read it, the
-        root token (...,) chosen at each (ignored by heads that do not)."""
+        root token (...,) chosen at each (ignored by heads that do not). `count`: only the
+        first `count` heads (a tree `count` deep needs no more), (..., count, V)."""
         if self.root_embed is not None:
             if root is None:
                 raise ValueError("these Medusa heads read the root token: pass root")
             w = self.root_embed.weight
             hidden = hidden + (w[root] if isinstance(root, int) else F.embedding(root, w))
-        if hidden.dim() == 1:  # one hidden state (D,), as while decoding: one mat-vec for W1
-            k, d = self.res_bias.shape
-            r = torch.addmv(self.res_bias.view(-1), self.res_weight.view(k * d, d), hidden)
-            x = F.silu(r).view(k, d) + hidden  # (K, D)
+        k = self.n_heads if count is None else count
+        if not 1 <= k <= self.n_heads:
+            raise ValueError(f"count must be 1..{self.n_heads}, got {count}")
+        if self.path_embed is not None:
+            if not isinstance(root, Tensor) or root.shape != hidden.shape[:-1]:
+                raise ValueError(
+                    "heads that read the path take the token sequence as root, shaped like "
+                    "hidden without its last dim (decoding drafts with `draft_tree`)"
+                )
+            xin = self._path_inputs(hidden, root, k)  # (..., k, D)
+            r = torch.einsum("...kd,ked->...ke", xin, self.res_weight[:k])
         else:
-            r = torch.einsum("...d,ked->...ke", hidden, self.res_weight) + self.res_bias
-            x = F.silu(r) + hidden.unsqueeze(-2)  # (..., K, D)
+            if hidden.dim() == 1:
+                return self._one(hidden, k)
+            xin = hidden.unsqueeze(-2)  # (..., 1, D): every head reads the same input
+            r = torch.einsum("...d,ked->...ke", hidden, self.res_weight[:k])
+        x = F.silu(r + self.res_bias[:k]) + xin  # (..., k, D)
         for i in range(self.layers - 1):
-            r = torch.einsum("...kd,ked->...ke", x, self.more_weight[i]) + self.more_bias[i]
-            x = F.silu(r) + x
-        return torch.einsum("...kd,kvd->...kv", x, self.proj)  # (..., K, V)
+            w, b = self.more_weight[i, :k], self.more_bias[i, :k]
+            x = F.silu(torch.einsum("...kd,ked->...ke", x, w) + b) + x
+        return torch.einsum("...kd,kvd->...kv", x, self.proj[:k])  # (..., k, V)
+
+    def _path_inputs(self, hidden: Tensor, codes: Tensor, k: int) -> Tensor:
+        """Teacher-forced inputs (..., k, D) of heads 1..k at every row i of a sequence:
+        hidden (..., L, D) (the root embedding added), plus E_j of codes z_{i+j}, j < head
+        (token 0 past the end of the sequence, where no head has a target)."""
+        assert self.path_embed is not None
+        rows, total = [hidden], hidden
+        for j in range(1, k):
+            ahead = F.pad(codes[..., j:], (0, j))  # (..., L): z_{i+j}
+            total = total + F.embedding(ahead, self.path_embed[j - 1])
+            rows.append(total)
+        return torch.stack(rows, -2)
+
+    def head(self, k: int, x: Tensor) -> Tensor:
+        """Head k's (1-based) logits (..., V) from its inputs x (..., D)."""
+        x = F.silu(F.linear(x, self.res_weight[k - 1], self.res_bias[k - 1])) + x
+        for i in range(self.layers - 1):
+            x = F.silu(F.linear(x, self.more_weight[i, k - 1], self.more_bias[i, k - 1])) + x
+        return F.linear(x, self.proj[k - 1])
+
+    def draft_tree(self, hidden: Tensor, root: int, tree: Tree) -> Tensor:
+        """The verification inputs (T,) of `tree` after one hidden state (D,): the root, then
+        each node's token, the rank-r token of its head. Heads that read the path run depth
+        by depth on the nodes with children (`Tree.levels`); the others all at once."""
+        if self.path_embed is None:
+            top = torch.topk(self(hidden, root, tree.max_depth), tree.max_rank(), dim=-1)
+            return torch.cat([torch.tensor([root]), top.indices.view(-1)[tree.slots]])
+        assert self.root_embed is not None
+        tokens = torch.empty(tree.size, dtype=torch.long)
+        tokens[0] = root
+        acc = hidden.new_empty(tree.size, hidden.shape[0])  # each node's running input
+        acc[0] = hidden + self.root_embed.weight[root]
+        for d, (nodes, parents, rows, ranks, width) in enumerate(tree.levels, start=1):
+            top = torch.topk(self.head(d, acc[parents]), width, dim=-1).indices  # (P, R)
+            tok = top[rows, ranks]  # (n_d,)
+            tokens[nodes] = tok
+            if d < tree.max_depth:
+                acc[nodes] = acc[tree.parent[nodes]] + self.path_embed[d - 1][tok]
+        return tokens
+
+    def _one(self, hidden: Tensor, k: int) -> Tensor:
+        """The decoding case, one hidden state (D,) -> (k, V): a mat-vec for every head's
+        first block, then batched row-vector products (k, 1, D) @ (k, D, E), a few
+        microseconds each where an einsum, or a batched mat-vec, costs several times that."""
+        d = hidden.shape[0]
+        r = torch.addmv(self.res_bias[:k].reshape(-1), self.res_weight[:k].view(k * d, d), hidden)
+        x = (F.silu(r).view(k, d) + hidden).unsqueeze(1)  # (k, 1, D)
+        for i in range(self.layers - 1):
+            b, w = self.more_bias[i, :k].unsqueeze(1), self.more_weight[i, :k].transpose(1, 2)
+            x = F.silu(torch.baddbmm(b, x, w)) + x
+        return torch.bmm(x, self.proj[:k].transpose(1, 2)).squeeze(1)  # (k, V)
 
 
 @dataclass(frozen=True)
@@ -122,6 +204,19 @@ class Tree:
     @functools.cached_property
     def leaf_paths(self) -> tuple[tuple[int, ...], ...]:
         return tuple(tuple(i for i in row if i >= 0) for row in self.leaves.tolist())
+
+    @functools.cached_property
+    def levels(self) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor, int], ...]:
+        """Per depth d = 1..: (nodes (n,) its input indices, parents (P,) the distinct parent
+        inputs, rows (n,) each node's parent among them, ranks (n,), R = max rank + 1), for
+        drafting with heads that read the path."""
+        out = []
+        for d in range(1, self.max_depth + 1):
+            nodes = torch.nonzero(self.depth == d).flatten()
+            parents, rows = torch.unique(self.parent[nodes], return_inverse=True)
+            ranks = self.rank[nodes]
+            out.append((nodes, parents, rows, ranks, int(ranks.max()) + 1))
+        return tuple(out)
 
     @functools.cached_property
     def slots(self) -> Tensor:
@@ -305,8 +400,7 @@ def medusa_decode(
         if left == 0:
             break
         t = tree.truncated(left)
-        top = torch.topk(heads(state.hidden, root), t.max_rank(), dim=-1).indices  # (K, R)
-        tokens = torch.cat([torch.tensor([root]), top.view(-1)[t.slots]])  # (T,)
+        tokens = heads.draft_tree(state.hidden, root, t)  # (T,)
         hidden, logits = verify(net, state, tokens, t.depth, t.mask)  # (T, D), (T, V)
         ids = tokens.tolist()
         if sampling.greedy:

@@ -80,7 +80,8 @@ class Decoding:
 class TokenPrior(GenerativeModel):
     """A frozen `tokenizer` (a module satisfying `genlab.tokens.protocol.Tokenizer`) and a
     `PriorTransformer` of `cfg` over its codes; `medusa_heads` > 0 adds Medusa heads of
-    `head_layers` residual blocks each, reading the root token when `head_root`.
+    `head_layers` residual blocks each, reading the root token when `head_root` and the
+    candidate path before them too when `head_path` (Hydra-style).
 
     `ready` says whether the tokenizer holds trained weights: a model rebuilt from a config
     alone gets them from its run's checkpoint, and refuses to work until then."""
@@ -95,6 +96,7 @@ class TokenPrior(GenerativeModel):
         medusa_heads: int = 0,
         head_layers: int = 1,
         head_root: bool = False,
+        head_path: bool = False,
         head_weight: float = 1.0,
         head_decay: float = 0.8,
         head_targets: HeadTargets = "data",
@@ -112,7 +114,7 @@ class TokenPrior(GenerativeModel):
         self.tokenizer = tokenizer.requires_grad_(False).eval()
         self.net = PriorTransformer(cfg)
         self.heads = (
-            MedusaHeads(medusa_heads, cfg.dim, cfg.vocab, head_layers, head_root)
+            MedusaHeads(medusa_heads, cfg.dim, cfg.vocab, head_layers, head_root, head_path)
             if medusa_heads
             else None
         )

@@ -43,6 +43,29 @@ def residual(p: Tensor, q: Tensor) -> Tensor:
     return torch.where(mass > 0, r / mass.clamp_min(1e-30), p)
 
 
+def _draft_path(
+    heads: MedusaHeads,
+    hidden: Tensor,
+    root: int,
+    d: int,
+    sampling: TokenSampling,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor]:
+    """A chain of d drafts from heads that read the path: head k's distribution (d, V) given
+    the k - 1 tokens drawn before, and the tokens (d,)."""
+    assert heads.root_embed is not None and heads.path_embed is not None
+    x = hidden + heads.root_embed.weight[root]
+    qs, xs = [], []
+    for k in range(1, d + 1):
+        q = sampling.probs(heads.head(k, x))  # (V,)
+        token = draw(q[None], generator)[0]
+        qs.append(q)
+        xs.append(token)
+        if k < d:
+            x = x + heads.path_embed[k - 1][token]
+    return torch.stack(qs), torch.stack(xs)
+
+
 def _chain(depth: int) -> Tensor:
     return torch.tril(torch.ones(depth, depth, dtype=torch.bool))
 
@@ -76,8 +99,11 @@ def speculative_decode(
         if left == 0:
             break
         d = min(draft, left)
-        q = sampling.probs(heads(state.hidden, root)[:d])  # (d, V): the drafts' distributions
-        xs = draw(q, generator)  # (d,)
+        if heads.path_embed is None:
+            q = sampling.probs(heads(state.hidden, root, d))  # (d, V): the drafts' distributions
+            xs = draw(q, generator)  # (d,)
+        else:  # each head drafts after the tokens drafted before it
+            q, xs = _draft_path(heads, state.hidden, root, d, sampling, generator)
         tokens = torch.cat([torch.tensor([root]), xs])  # (d + 1,)
         hidden, logits = verify(net, state, tokens, torch.arange(d + 1), _chain(d + 1))
         p = sampling.probs(logits[:d])  # (d, V): the prior's distribution of each draft
