@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -145,23 +145,51 @@ class MedusaHeads(nn.Module):
 
     def draft_tree(self, hidden: Tensor, root: int, tree: Tree) -> Tensor:
         """The verification inputs (T,) of `tree` after one hidden state (D,): the root, then
-        each node's token, the rank-r token of its head. Heads that read the path run depth
-        by depth on the nodes with children (`Tree.levels`); the others all at once."""
+        each node's token, the rank-r token of its head (`drafter` for many calls)."""
+        return self.drafter()(hidden, root, tree)
+
+    def drafter(self) -> Callable[[Tensor, int, Tree], Tensor]:
+        """`draft_tree` with the weights' per-head views taken once (a decoding loop calls
+        it at every step, where each view costs a microsecond or two). Heads that read the
+        path run depth by depth on the nodes with children (`Tree.levels`), one head call
+        per depth and the rest on Python values; the others all at once."""
         if self.path_embed is None:
-            top = torch.topk(self(hidden, root, tree.max_depth), tree.max_rank(), dim=-1)
-            return torch.cat([torch.tensor([root]), top.indices.view(-1)[tree.slots]])
+
+            def all_at_once(hidden: Tensor, root: int, tree: Tree) -> Tensor:
+                top = torch.topk(self(hidden, root, tree.max_depth), tree.max_rank(), dim=-1)
+                return torch.cat([torch.tensor([root]), top.indices.view(-1)[tree.slots]])
+
+            return all_at_once
         assert self.root_embed is not None
-        tokens = torch.empty(tree.size, dtype=torch.long)
-        tokens[0] = root
-        acc = hidden.new_empty(tree.size, hidden.shape[0])  # each node's running input
-        acc[0] = hidden + self.root_embed.weight[root]
-        for d, (nodes, parents, rows, ranks, width) in enumerate(tree.levels, start=1):
-            top = torch.topk(self.head(d, acc[parents]), width, dim=-1).indices  # (P, R)
-            tok = top[rows, ranks]  # (n_d,)
-            tokens[nodes] = tok
-            if d < tree.max_depth:
-                acc[nodes] = acc[tree.parent[nodes]] + self.path_embed[d - 1][tok]
-        return tokens
+        root_rows, paths = self.root_embed.weight, list(self.path_embed.unbind(0))
+        blocks = [
+            [(self.res_weight[k], self.res_bias[k])]
+            + [(self.more_weight[i, k], self.more_bias[i, k]) for i in range(self.layers - 1)]
+            for k in range(self.n_heads)
+        ]
+        projections = list(self.proj.unbind(0))
+
+        def depth_by_depth(hidden: Tensor, root: int, tree: Tree) -> Tensor:
+            tokens = [root] * tree.size
+            inputs = {0: hidden + root_rows[root]}  # node -> its children's head input (D,)
+            for d, (parents, children, width) in enumerate(tree.level_lists, start=1):
+                if len(parents) == 1:  # one state: mat-vecs, a little cheaper than linear
+                    x = inputs[parents[0]]
+                    for w, b in blocks[d - 1]:
+                        x = F.silu(torch.addmv(b, w, x)) + x
+                    top = [torch.topk(torch.mv(projections[d - 1], x), width).indices.tolist()]
+                else:
+                    x = torch.stack([inputs[p] for p in parents])  # (P, D)
+                    for w, b in blocks[d - 1]:
+                        x = F.silu(F.linear(x, w, b)) + x
+                    top = torch.topk(F.linear(x, projections[d - 1]), width).indices.tolist()
+                for node, row, rank, parent, grows in children:
+                    tokens[node] = token = top[row][rank]
+                    if grows:  # its children's head reads its token too
+                        inputs[node] = inputs[parent] + paths[d - 1][token]
+            return torch.tensor(tokens)
+
+        return depth_by_depth
 
     def _one(self, hidden: Tensor, k: int) -> Tensor:
         """The decoding case, one hidden state (D,) -> (k, V): a mat-vec for every head's
@@ -216,6 +244,19 @@ class Tree:
             parents, rows = torch.unique(self.parent[nodes], return_inverse=True)
             ranks = self.rank[nodes]
             out.append((nodes, parents, rows, ranks, int(ranks.max()) + 1))
+        return tuple(out)
+
+    @functools.cached_property
+    def level_lists(self) -> tuple[tuple[list[int], list[tuple[int, int, int, int, bool]], int], ...]:
+        """`levels` as Python values: per depth (parents, [(node, row, rank, parent, has
+        children)], R)."""
+        has_children = set(self.parents[1:])
+        out = []
+        for nodes, parents, rows, ranks, width in self.levels:
+            p = parents.tolist()
+            kids = [(n, r, k, p[r], n in has_children)
+                    for n, r, k in zip(nodes.tolist(), rows.tolist(), ranks.tolist())]  # fmt: skip
+            out.append((p, kids, width))
         return tuple(out)
 
     @functools.cached_property
@@ -393,6 +434,7 @@ def medusa_decode(
         raise ValueError(f"the tree is {tree.max_depth} deep; the model has {heads.n_heads} heads")
     length = net.cfg.length
     state = start_decoding(net, label, prefix, tree.size)
+    draft = heads.drafter()
     root = int(sampling.choose(state.logits, generator))
     while len(state.codes) < length:
         state.codes.append(root)
@@ -400,7 +442,7 @@ def medusa_decode(
         if left == 0:
             break
         t = tree.truncated(left)
-        tokens = heads.draft_tree(state.hidden, root, t)  # (T,)
+        tokens = draft(state.hidden, root, t)  # (T,)
         hidden, logits = verify(net, state, tokens, t.depth, t.mask)  # (T, D), (T, V)
         ids = tokens.tolist()
         if sampling.greedy:
