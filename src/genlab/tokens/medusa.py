@@ -36,10 +36,8 @@ kept, its keys and values moved into place in the cache.
 
 from __future__ import annotations
 
-import functools
-import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +45,7 @@ from torch import Tensor, nn
 
 from genlab.tokens.sampling import DecodeStats, TokenSampling
 from genlab.tokens.transformer import KVCache, PriorTransformer
+from genlab.tokens.tree import Tree
 
 __all__ = ["MedusaHeads", "Tree", "medusa_decode", "start_decoding"]
 
@@ -172,7 +171,7 @@ class MedusaHeads(nn.Module):
         def depth_by_depth(hidden: Tensor, root: int, tree: Tree) -> Tensor:
             tokens = [root] * tree.size
             inputs = {0: hidden + root_rows[root]}  # node -> its children's head input (D,)
-            for d, (parents, children, width) in enumerate(tree.level_lists, start=1):
+            for d, (parents, children, width) in enumerate(tree.levels, start=1):
                 if len(parents) == 1:  # one state: mat-vecs, a little cheaper than linear
                     x = inputs[parents[0]]
                     for w, b in blocks[d - 1]:
@@ -202,146 +201,6 @@ class MedusaHeads(nn.Module):
             b, w = self.more_bias[i, :k].unsqueeze(1), self.more_weight[i, :k].transpose(1, 2)
             x = F.silu(torch.baddbmm(b, x, w)) + x
         return torch.bmm(x, self.proj[:k].transpose(1, 2)).squeeze(1)  # (k, V)
-
-
-@dataclass(frozen=True)
-class Tree:
-    """Candidate paths as tuples of ranks, one per depth: (0, 1) is head 1's best token
-    followed by head 2's second best. Inputs of the verification pass are the root (the next
-    token, chosen from the prior itself) then the nodes in `paths` order.
-
-    depth (T,): 0 for the root; rank (T,); parent (T,): index of the parent input (root: 0);
-    mask (T, T): ancestors and self; leaves (P, D + 1): each maximal path as input indices
-    from the root, padded with -1. The decoding loop reads the same structure as Python
-    values (`parents`, `leaf_paths`) and gathers the candidates by `slots` (T - 1,): index
-    (depth - 1) R + rank into the heads' flattened top-R tokens (K, R), R = `max_rank()`;
-    at a few microseconds per small tensor operation, these save a good part of a step."""
-
-    paths: tuple[tuple[int, ...], ...]
-    depth: Tensor
-    rank: Tensor
-    parent: Tensor
-    mask: Tensor
-    leaves: Tensor
-    _truncated: dict[int, Tree] = field(default_factory=dict, compare=False, repr=False)
-
-    @functools.cached_property
-    def parents(self) -> tuple[int, ...]:
-        return tuple(self.parent.tolist())
-
-    @functools.cached_property
-    def leaf_paths(self) -> tuple[tuple[int, ...], ...]:
-        return tuple(tuple(i for i in row if i >= 0) for row in self.leaves.tolist())
-
-    @functools.cached_property
-    def levels(self) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor, int], ...]:
-        """Per depth d = 1..: (nodes (n,) its input indices, parents (P,) the distinct parent
-        inputs, rows (n,) each node's parent among them, ranks (n,), R = max rank + 1), for
-        drafting with heads that read the path."""
-        out = []
-        for d in range(1, self.max_depth + 1):
-            nodes = torch.nonzero(self.depth == d).flatten()
-            parents, rows = torch.unique(self.parent[nodes], return_inverse=True)
-            ranks = self.rank[nodes]
-            out.append((nodes, parents, rows, ranks, int(ranks.max()) + 1))
-        return tuple(out)
-
-    @functools.cached_property
-    def level_lists(self) -> tuple[tuple[list[int], list[tuple[int, int, int, int, bool]], int], ...]:
-        """`levels` as Python values: per depth (parents, [(node, row, rank, parent, has
-        children)], R)."""
-        has_children = set(self.parents[1:])
-        out = []
-        for nodes, parents, rows, ranks, width in self.levels:
-            p = parents.tolist()
-            kids = [(n, r, k, p[r], n in has_children)
-                    for n, r, k in zip(nodes.tolist(), rows.tolist(), ranks.tolist())]  # fmt: skip
-            out.append((p, kids, width))
-        return tuple(out)
-
-    @functools.cached_property
-    def slots(self) -> Tensor:
-        return (self.depth[1:] - 1) * self.max_rank() + self.rank[1:]
-
-    @classmethod
-    def from_paths(cls, paths: Sequence[Sequence[int]]) -> Tree:
-        ordered = sorted({tuple(int(r) for r in p) for p in paths}, key=lambda p: (len(p), p))
-        index = {(): 0} | {p: i + 1 for i, p in enumerate(ordered)}
-        for p in ordered:
-            if not p or min(p) < 0 or p[:-1] not in index:
-                raise ValueError(f"tree path {p}: every path needs ranks >= 0 and its prefix")
-        t = len(ordered) + 1
-        parent = torch.tensor([0] + [index[p[:-1]] for p in ordered])
-        mask = torch.eye(t, dtype=torch.bool)
-        for i, p in enumerate(ordered, start=1):
-            for j in range(len(p)):
-                mask[i, index[p[:j]]] = True
-        ends = [p for p in ordered if not any(q[:-1] == p for q in ordered)] or [()]
-        depth = max(len(p) for p in ends)
-        leaves = torch.full((len(ends), depth + 1), -1)
-        for row, p in enumerate(ends):
-            leaves[row, : len(p) + 1] = torch.tensor([index[p[:j]] for j in range(len(p) + 1)])
-        return cls(
-            tuple(ordered),
-            torch.tensor([0] + [len(p) for p in ordered]),
-            torch.tensor([0] + [p[-1] for p in ordered]),
-            parent,
-            mask,
-            leaves,
-        )
-
-    @classmethod
-    def full(cls, topk: Sequence[int]) -> Tree:
-        """Every combination of head k's top-topk[k-1] tokens up to depth len(topk)."""
-        ranks = [range(k) for k in topk]
-        return cls.from_paths(
-            [p for d in range(1, len(topk) + 1) for p in itertools.product(*ranks[:d])]
-        )
-
-    @classmethod
-    def chain(cls, depth: int) -> Tree:
-        """One path: each head's best token."""
-        return cls.from_paths([(0,) * d for d in range(1, depth + 1)])
-
-    @classmethod
-    def sparse(cls, accuracy: Tensor, nodes: int) -> Tree:
-        """The `nodes` paths of highest estimated acceptance, prod_k accuracy[k, rank_k], where
-        accuracy[k, r] is how often head k+1's rank-r token is the right one (Cai et al.
-        sec. 2.3.3). A path never scores above its prefix, so greedy selection keeps the tree
-        closed under prefixes and maximises the expected accepted length sum(score)."""
-        acc = accuracy.double().clamp(1e-9, 1.0)  # (K, R)
-        chosen: list[tuple[int, ...]] = []
-        frontier: dict[tuple[int, ...], float] = {
-            (r,): float(acc[0, r]) for r in range(acc.shape[1])
-        }
-        while frontier and len(chosen) < nodes:
-            best = max(frontier, key=lambda p: (frontier[p], [-r for r in p]))
-            score = frontier.pop(best)
-            chosen.append(best)
-            if len(best) < acc.shape[0]:
-                for r in range(acc.shape[1]):
-                    frontier[(*best, r)] = score * float(acc[len(best), r])
-        return cls.from_paths(chosen)
-
-    @property
-    def size(self) -> int:
-        """Inputs of a verification pass: the root and the nodes."""
-        return self.depth.shape[0]
-
-    @property
-    def max_depth(self) -> int:
-        return self.leaves.shape[1] - 1
-
-    def max_rank(self) -> int:
-        return int(self.rank.max()) + 1
-
-    def truncated(self, depth: int) -> Tree:
-        """The paths no deeper than `depth` (the last tokens of a sequence); built once."""
-        if depth >= self.max_depth:
-            return self
-        if depth not in self._truncated:
-            self._truncated[depth] = Tree.from_paths([p for p in self.paths if len(p) <= depth])
-        return self._truncated[depth]
 
 
 @dataclass
