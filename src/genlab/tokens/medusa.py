@@ -172,16 +172,14 @@ class MedusaHeads(nn.Module):
             tokens = [root] * tree.size
             inputs = {0: hidden + root_rows[root]}  # node -> its children's head input (D,)
             for d, (parents, children, width) in enumerate(tree.levels, start=1):
-                if len(parents) == 1:  # one state: mat-vecs, a little cheaper than linear
+                if len(parents) == 1:  # one state (most depths): mat-vecs on cached views
                     x = inputs[parents[0]]
                     for w, b in blocks[d - 1]:
                         x = F.silu(torch.addmv(b, w, x)) + x
                     top = [torch.topk(torch.mv(projections[d - 1], x), width).indices.tolist()]
                 else:
                     x = torch.stack([inputs[p] for p in parents])  # (P, D)
-                    for w, b in blocks[d - 1]:
-                        x = F.silu(F.linear(x, w, b)) + x
-                    top = torch.topk(F.linear(x, projections[d - 1]), width).indices.tolist()
+                    top = torch.topk(self.head(d, x), width).indices.tolist()
                 for node, row, rank, parent, grows in children:
                     tokens[node] = token = top[row][rank]
                     if grows:  # its children's head reads its token too
