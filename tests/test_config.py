@@ -101,7 +101,7 @@ BAD = [
     ({"data": {"name": "digits", "logit": 0.05}}, "data.logit: needs data.dequantize = true"),
     ({"data": {"name": "digits", "dequantize": True, "logit": 0.5}}, "data.logit: must be < 0.5"),
     ({"model": {"family": "glow"}, "flow": {"stepz": 3}},
-     "flow.stepz: unknown key (allowed: checkerboard, dropout, hidden, layers, levels, lu"),
+     "flow.stepz: unknown key (allowed: base, checkerboard, components, dropout, hidden"),
     ({"model": {"family": "cnf"}, "cnf": {"trace": "exactly"}}, "cnf.trace: "),
     ({"model": {"family": "cnf"}, "cnf": {"method": "rk4"}},
      "cnf: method 'rk4' is fixed-grid: set step_size"),

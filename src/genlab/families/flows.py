@@ -31,7 +31,10 @@ class FlowOptions(BaseModel):
     sigmoid for glow); `dropout` acts in the image conditioners and NICE's MLPs.
     `tail_bound` (vectors): soft clamp of the MLP conditioners' inputs at +-tail_bound, so
     every coupling tends to a fixed affine map away from the data and a row outside the
-    training range is not sent deep into the base's tail by an extrapolated shift."""
+    training range is not sent deep into the base's tail by an extrapolated shift.
+    `base`: the standard normal, or a mixture of `components` diagonal Gaussians
+    (`genlab.flows.mixture`: for data made of separate clusters; learned with the flow,
+    fitted by EM to the first batch's latents, so `train.batch_size` >= `components`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,6 +47,8 @@ class FlowOptions(BaseModel):
     lu: bool = True
     dropout: float = Field(0.0, ge=0, lt=1)
     tail_bound: float | None = Field(None, gt=0)
+    base: Literal["normal", "mixture"] = "normal"
+    components: int = Field(4, ge=1, le=256)
 
 
 def _options(cfg: RunConfig) -> FlowOptions:
@@ -86,20 +91,31 @@ def _flow(cfg: RunConfig, shape: Shape) -> FlowLayer:
 
 
 def build(cfg: RunConfig, shape: Shape) -> GenerativeModel:
-    from genlab.flows import NormalizingFlow
+    from genlab.flows import GaussianMixtureBase, NormalizingFlow
 
-    return NormalizingFlow(_flow(cfg, shape), shape)
+    f = _options(cfg)
+    base = None
+    if f.base == "mixture":
+        base = GaussianMixtureBase(math.prod(shape), f.components)
+    return NormalizingFlow(_flow(cfg, shape), shape, base=base)
 
 
 def describe(cfg: RunConfig) -> str:
     f = _options(cfg)
     dropout = f", dropout {f.dropout}" if f.dropout else ""
-    return f"{cfg.model.family}, {f.steps} steps, hidden {f.hidden}{dropout}"
+    base = f", base: mixture of {f.components}" if f.base == "mixture" else ""
+    return f"{cfg.model.family}, {f.steps} steps, hidden {f.hidden}{dropout}{base}"
 
 
 def check(cfg: RunConfig) -> None:
-    if _options(cfg).dropout > 0 and not cfg.is_image and cfg.model.family != "nice":
+    f = _options(cfg)
+    if f.dropout > 0 and not cfg.is_image and cfg.model.family != "nice":
         raise ConfigError("flow.dropout: only NICE and the image realnvp and glow have dropout")
+    if f.base == "mixture" and cfg.train.batch_size < f.components:
+        raise ConfigError(
+            f"flow.components = {f.components}: the mixture base is fitted to the first batch, "
+            f"which needs at least as many rows (train.batch_size = {cfg.train.batch_size})"
+        )
 
 
 def _family(name: str, description: str) -> Family:

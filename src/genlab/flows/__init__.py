@@ -17,11 +17,13 @@ from genlab.flows.coupling import (
     Partition,
 )
 from genlab.flows.glow import ActNorm, InvConv1x1
+from genlab.flows.mixture import GaussianMixtureBase
 from genlab.flows.model import NormalizingFlow, dequantized_bpd
 from genlab.flows.multiscale import MultiScale
 from genlab.flows.preprocess import Logit
 
 __all__ = [
+    "GaussianMixtureBase",
     "FlowLayer",
     "Compose",
     "Squeeze",

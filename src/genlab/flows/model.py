@@ -1,16 +1,19 @@
-"""``NormalizingFlow``: a flow, a standard normal base and optional image preprocessing.
+"""``NormalizingFlow``: a flow, a base density and optional image preprocessing.
 
 Change of variables (Dinh et al., *NICE*, 2014, eq. 1; *Real NVP*, 2017, eq. 3):
-    ln p_X(x) = ln N(f(x); 0, I) + ln|det df/dx|,
-where f = flow o preprocess. With ``preprocess=Logit()`` the logit log-determinant is part
-of ln|det|, so ``log_prob`` is the density of the dequantised data x in [0, 1)^D.
+    ln p_X(x) = ln p_Z(f(x)) + ln|det df/dx|,
+where f = flow o preprocess and p_Z is N(0, I), or a Gaussian mixture
+(`genlab.flows.mixture`) for data made of separate clusters. With ``preprocess=Logit()``
+the logit log-determinant is part of ln|det|, so ``log_prob`` is the density of the
+dequantised data x in [0, 1)^D.
 
 Discrete image data (``levels`` set, e.g. 17 for the 8x8 digits): ``loss(v)`` takes the
 integer-valued data v in {0..levels-1}^D, draws x = (v + u)/levels with fresh u ~ U[0,1)^D
 (Theis et al. 2016) and returns -ln p_X(x) + D ln(levels): the per-example NLL in **nats
 of the discrete data** (an upper bound, by Jensen). Divide by D ln 2 for bits per dim.
 Without ``levels`` the loss is -ln p_X(x) in nats. Sampling: z ~ N(0, T^2 I) (Glow sec. 5.3
-calls T the temperature), x = f^{-1}(z); with ``levels`` and ``quantize=True`` samples are
+calls T the temperature; with a mixture base, a component, then its Gaussian with scales
+times T), x = f^{-1}(z); with ``levels`` and ``quantize=True`` samples are
 returned in the data space of ``loss`` (integers 0..levels-1 as floats).
 """
 
@@ -25,6 +28,7 @@ from torch import Tensor
 from genlab.data.dequantize import bits_per_dim, dequantize
 from genlab.density import level_shift, standard_normal_log_prob
 from genlab.flows.base import FlowLayer
+from genlab.flows.mixture import GaussianMixtureBase
 from genlab.protocol import GenerativeModel
 
 __all__ = ["NormalizingFlow", "dequantized_bpd"]
@@ -34,7 +38,8 @@ class NormalizingFlow(GenerativeModel):
     """Flow model over data of shape ``event_shape`` (see module docstring).
 
     ``z_shape``: shape of the flow's output per example; default the flat (D,), which every
-    builder in :mod:`genlab.flows.architectures` produces."""
+    builder in :mod:`genlab.flows.architectures` produces. ``base``: None for N(0, I), or a
+    `GaussianMixtureBase` over the flat latents, fitted to the first training batch's."""
 
     loss_is_nll = True
 
@@ -46,6 +51,7 @@ class NormalizingFlow(GenerativeModel):
         levels: int | None = None,
         preprocess: FlowLayer | None = None,
         z_shape: Sequence[int] | None = None,
+        base: GaussianMixtureBase | None = None,
     ) -> None:
         super().__init__()
         self.flow = flow
@@ -58,6 +64,9 @@ class NormalizingFlow(GenerativeModel):
         if levels is not None and levels < 2:
             raise ValueError(f"levels must be >= 2, got {levels}")
         self.levels = levels
+        if base is not None and base.dim != self.dim:
+            raise ValueError(f"the base is over {base.dim} dims, the flow's latents {self.dim}")
+        self.base = base
 
     def transform(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """z = flow(preprocess(x)) and the total ln|det| (B,)."""
@@ -73,7 +82,12 @@ class NormalizingFlow(GenerativeModel):
         """ln p_X(x) in nats per example, (B,); x in [0,1)^D when ``levels`` is set. Exact and
         deterministic: ``generator`` is accepted (as by every family) and unused."""
         z, logdet = self.transform(x, cond)
-        return standard_normal_log_prob(z) + logdet
+        if self.base is None:
+            return standard_normal_log_prob(z) + logdet
+        flat = z.reshape(z.shape[0], -1)
+        if self.training and not bool(self.base.initialised):
+            self.base.initialise(flat)
+        return self.base.log_prob(flat) + logdet
 
     def loss(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         """Per-example NLL in nats, (B,); of the discrete data when ``levels`` is set."""
@@ -92,12 +106,17 @@ class NormalizingFlow(GenerativeModel):
         temperature: float = 1.0,
         quantize: bool = True,
     ) -> Tensor:
-        """n samples (n, *event_shape) from z ~ N(0, temperature^2 I)."""
-        p = next(self.parameters(), None)
-        device = p.device if p is not None else torch.device("cpu")
-        dtype = p.dtype if p is not None else torch.get_default_dtype()
-        z = torch.randn(n, *self.z_shape, generator=generator, device=device, dtype=dtype)
-        x = self.flow.inverse(temperature * z, cond)
+        """n samples (n, *event_shape) from the base at `temperature` (module docstring)."""
+        if self.base is not None:
+            z = self.base.sample(n, generator=generator, temperature=temperature)
+            z = z.view(n, *self.z_shape)
+        else:
+            p = next(self.parameters(), None)
+            device = p.device if p is not None else torch.device("cpu")
+            dtype = p.dtype if p is not None else torch.get_default_dtype()
+            z = torch.randn(n, *self.z_shape, generator=generator, device=device, dtype=dtype)
+            z = temperature * z
+        x = self.flow.inverse(z, cond)
         if self.preprocess is not None:
             x = self.preprocess.inverse(x, cond)
         x = x.reshape(n, *self.event_shape)
