@@ -111,10 +111,12 @@ def check(cfg: RunConfig) -> None:
     f = _options(cfg)
     if f.dropout > 0 and not cfg.is_image and cfg.model.family != "nice":
         raise ConfigError("flow.dropout: only NICE and the image realnvp and glow have dropout")
-    if f.base == "mixture" and cfg.train.batch_size < f.components:
+    rows = cfg.train.batch_size // max(cfg.train.shards, 1)  # the first forward pass's rows
+    if f.base == "mixture" and rows < f.components:
         raise ConfigError(
             f"flow.components = {f.components}: the mixture base is fitted to the first batch, "
-            f"which needs at least as many rows (train.batch_size = {cfg.train.batch_size})"
+            f"which needs at least as many rows (train.batch_size = {cfg.train.batch_size}"
+            + (f" in {cfg.train.shards} shards)" if cfg.train.shards > 1 else ")")
         )
 
 
