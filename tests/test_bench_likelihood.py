@@ -3,6 +3,7 @@ its baselines and its cache."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -61,6 +62,22 @@ def test_quick_ring_table_and_its_cache(tmp_path) -> None:
                    log=logs.append)  # fmt: skip
     assert again[1].test == next(r.test for r in rows if r.name == "nice")
     assert any("cached" in line for line in logs)
+    # each row keeps its per-example NLLs (their mean is the row's); rows cached without them
+    # are rescored from the trained run, not retrained
+    nice = again[1]
+    per = nice.extra[lk.PER_EXAMPLE]
+    assert len(per) == cfg.likelihood.n and sum(per) / len(per) == pytest.approx(nice.test)
+    (rows_file,) = tmp_path.glob("**/ring-nice-*/rows.json")
+    old = json.loads(rows_file.read_text())
+    for r in old:
+        del r["extra"][lk.PER_EXAMPLE]
+    rows_file.write_text(json.dumps(old))
+    steps = rows_file.with_name("metrics.jsonl").read_text()
+    third = lk.run("ring", configs=CONFIGS, families=["nice"], quick=True, cache=tmp_path,
+                   log=logs.append)  # fmt: skip
+    assert third[1].extra[lk.PER_EXAMPLE] == pytest.approx(per, abs=1e-9)
+    assert rows_file.with_name("metrics.jsonl").read_text() == steps  # no training
+    assert lk.PER_EXAMPLE in json.loads(rows_file.read_text())[0]["extra"]
 
 
 def test_unknown_family_and_missing_configs_are_one_line_errors(tmp_path, capsys) -> None:

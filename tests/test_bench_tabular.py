@@ -14,7 +14,7 @@ from scipy.stats import multivariate_normal
 
 from genlab.bench import tabular as tab
 from genlab.bench.baselines import fit_baselines
-from genlab.bench.likelihood import Row
+from genlab.bench.likelihood import PER_EXAMPLE, Row, paired_difference
 from genlab.config import LikelihoodSection
 from genlab.data.columns import fit_columns
 from genlab.data.points import Table, load_table
@@ -102,3 +102,23 @@ def test_variants_are_selected_on_validation_and_the_verdict_reads_the_targets()
 def test_unknown_table_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["bench", "tabular", "--tables", "titanic"], capsys)
     assert_one_line_error(code, err, "--tables: 'titanic' is not one of wine, diabetes, iris")
+
+
+def test_the_paired_difference_is_the_mean_and_standard_error_of_per_example_differences() -> None:
+    g = torch.Generator().manual_seed(0)
+    hard = 3 * torch.randn(40, generator=g, dtype=torch.float64)  # shared: some rows are hard
+    a = hard + 0.1 * torch.randn(40, generator=g, dtype=torch.float64)
+    b = hard + 0.2 + 0.1 * torch.randn(40, generator=g, dtype=torch.float64)
+    family = _row("edm", float(a.mean()))
+    family.extra[PER_EXAMPLE] = a.tolist()
+    gmm = _row("GaussianMixture", float(b.mean()), family="baseline")
+    gmm.extra[PER_EXAMPLE] = b.tolist()
+    mean, se = paired_difference(family, gmm)
+    d = a - b
+    assert math.isclose(mean, float(d.mean()), rel_tol=1e-12)
+    assert math.isclose(se, float(d.std(unbiased=True)) / math.sqrt(40), rel_tol=1e-12)
+    assert se < 0.1 * float(a.std()) / math.sqrt(40)  # far tighter than either row's own se
+    assert paired_difference(family, _row("KDE", 0.0, family="baseline")) is None
+    v = tab.verdict([gmm, family])
+    assert v["paired_difference"] == (mean, se)
+    assert f"difference {mean:+.3f} ± {se:.3f} (paired)" in tab.summary("t", [gmm, family])

@@ -37,7 +37,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,17 @@ from genlab.config import RunConfig, apply_override, read_toml
 from genlab.density import bits_per_dim
 from genlab.errors import ConfigError
 
-__all__ = ["Row", "categorical_bpd", "find_configs", "format_table", "main", "run", "to_markdown"]
+__all__ = [
+    "Row",
+    "categorical_bpd",
+    "find_configs",
+    "format_table",
+    "main",
+    "paired_difference",
+    "per_example",
+    "run",
+    "to_markdown",
+]
 
 DATA = ("digits", "ring")
 DEFAULT_CONFIGS = "configs/likelihood"
@@ -155,7 +165,12 @@ def run_one(
     rows_file = run_dir / "rows.json"
     if rows_file.is_file():
         log(f"[{path.stem}] cached: {rows_file}")
-        return [Row(**r) for r in json.loads(rows_file.read_text())]
+        rows = [Row(**r) for r in json.loads(rows_file.read_text())]
+        if cfg.is_image or all(PER_EXAMPLE in r.extra for r in rows):
+            return rows
+        rows = _add_per_example(rows, run_dir, cfg)  # rows cached before they were kept
+        rows_file.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+        return rows
     log(f"[{path.stem}] training into {run_dir}")
     result, data = train_run(cfg, run_dir, resume=True, progress=False)
     run = load_run(run_dir)
@@ -194,10 +209,51 @@ def run_one(
             best_step=result.best_step, train_cpu_s=_train_seconds(run_dir, result),
             train_wall_s=result.elapsed, val=val,
             test=value if value is not None else math.nan, test_se=se or math.nan,
-            unit=unit, notes=notes, extra={**extra, "mc_se": e.mc_se}, eval_cpu_s=eval_cpu,
+            unit=unit, notes=notes, extra={**extra, "mc_se": e.mc_se, **per_example(e, image)},
+            eval_cpu_s=eval_cpu,
         ))  # fmt: skip
     rows_file.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     return rows
+
+
+PER_EXAMPLE = "test_nll"  # Row.extra key: the NLL of every test example (vector data)
+
+
+def per_example(e: Any, image: bool) -> dict[str, list[float]]:
+    """The per-example NLLs in nats of an estimate, for a row's `extra` (vector data: a few
+    hundred numbers that let two rows be compared example by example, `paired_difference`)."""
+    return {} if image else {PER_EXAMPLE: e.per_example.double().tolist()}
+
+
+def paired_difference(a: Row, b: Row) -> tuple[float, float] | None:
+    """Mean and standard error of row a's test NLL minus row b's over the same test examples
+    (both scored with the same dequantisation draws): far tighter than either row's own
+    standard error when the two models find the same examples hard. None if either row
+    lacks its per-example NLLs."""
+    x, y = a.extra.get(PER_EXAMPLE), b.extra.get(PER_EXAMPLE)
+    if x is None or y is None or len(x) != len(y) or len(x) < 2:
+        return None
+    d = torch.tensor(x, dtype=torch.float64) - torch.tensor(y, dtype=torch.float64)
+    return float(d.mean()), float(d.std() / math.sqrt(d.numel()))
+
+
+def _add_per_example(rows: list[Row], run_dir: Path, cfg: RunConfig) -> list[Row]:
+    """Cached rows with the per-example NLLs of their estimates, rescored from the trained
+    run (the same deterministic evaluation that made them: their means must agree)."""
+    from genlab.eval.likelihood import estimate
+    from genlab.runs import load_run, make_data
+
+    run = load_run(run_dir)
+    s = cfg.likelihood
+    x = make_data(cfg.data).test[: s.n]
+    estimates = estimate(run.model, x, s, run.family.likelihood(s), image=False)
+    out = []
+    for r, e in zip(rows, estimates, strict=True):
+        if not math.isclose(e.nats, r.test, rel_tol=1e-6, abs_tol=1e-6):
+            raise ConfigError(f"{run_dir}: rescoring gives {e.nats} nats, its rows {r.test}; "
+                              f"delete {run_dir / 'rows.json'} to evaluate it afresh")  # fmt: skip
+        out.append(replace(r, extra={**r.extra, **per_example(e, False)}))
+    return out
 
 
 def _train_seconds(run_dir: Path, result: Any) -> float:

@@ -25,6 +25,11 @@ the same training rows and selected on the same validation rows. Columns:
 - sample SW2 / floor in standardised units: sliced W2 of test-size sample sets against the
   test rows, over the same distance of test-size sets of training rows (`SW2_SETS` sets);
 - training and evaluation CPU seconds.
+
+Each table's summary line also compares the best family with the best baseline example by
+example: the mean and standard error of the difference of their test NLLs over the same
+rows (`genlab.bench.likelihood.paired_difference`), which says whether a gap is larger than
+the test split can resolve.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ from genlab.bench.likelihood import (
     configs_in,
     console_log,
     load,
+    paired_difference,
+    per_example,
     run_one,
     write_json,
 )
@@ -145,7 +152,7 @@ def baseline_rows(config: Path, overrides: Sequence[str], log: Callable[[str], N
         quality = sample_quality(_sampler(b.model), data, b.model.standardize)
         rows.append(Row(b.name, "baseline", b.params, 0, None, b.fit_cpu_s, math.nan,
                         b.val_nll, e.nats, e.nats_se, "nats", b.notes,
-                        extra={**quality, "mc_se": e.mc_se},
+                        extra={**quality, "mc_se": e.mc_se, **per_example(e, False)},
                         eval_cpu_s=time.process_time() - start))  # fmt: skip
     return rows
 
@@ -214,8 +221,9 @@ def _val(row: Row) -> float:
 
 
 def verdict(rows: Sequence[Row]) -> dict[str, Any]:
-    """The targets of one table: the best family against the best baseline, every family
-    against the full-covariance Gaussian (a family's best row: the VAE's IWAE bound)."""
+    """The targets of one table: the best family against the best baseline (also example by
+    example: `paired_difference`), every family against the full-covariance Gaussian (a
+    family's best row: the VAE's IWAE bound)."""
     base = [r for r in rows if r.family == "baseline"]
     models = [r for r in rows if r.family != "baseline"]
     gauss = next((r.test for r in base if r.name.startswith("full-covariance")), math.nan)
@@ -226,6 +234,7 @@ def verdict(rows: Sequence[Row]) -> dict[str, Any]:
         if key not in per_family or r.test < per_family[key].test:
             per_family[key] = r
     best = min(per_family.values(), key=lambda r: r.test, default=None)
+    paired = None if best is None or best_base is None else paired_difference(best, best_base)
     return {
         "best_family": None if best is None else best.name,
         "best_family_nll": math.nan if best is None else best.test,
@@ -237,6 +246,8 @@ def verdict(rows: Sequence[Row]) -> dict[str, Any]:
             f for f, r in per_family.items() if not r.test < gauss
         ),  # fmt: skip
         "best_family_sw2_ratio": math.nan if best is None else best.extra.get("sw2_ratio"),
+        # best family minus best baseline, example by example: (mean, standard error)
+        "paired_difference": paired,
     }
 
 
@@ -264,10 +275,12 @@ def summary(name: str, rows: Sequence[Row]) -> str:
     v = verdict(rows)
     beats = "beats" if v["best_beats_baselines"] else "does NOT beat"
     missing = v["families_not_beating_gaussian"]
+    paired = v["paired_difference"]
+    diff = "" if paired is None else f", difference {paired[0]:+.3f} ± {paired[1]:.3f} (paired)"
     return (f"{name}: best family {v['best_family']} ({_f(v['best_family_nll'])}) {beats} the "
-            f"best baseline {v['best_baseline']} ({_f(v['best_baseline_nll'])}); SW2/floor of "
-            f"the best family {_f(v['best_family_sw2_ratio'], 2)}; families not beating the "
-            f"full-covariance Gaussian: {', '.join(missing) or 'none'}")  # fmt: skip
+            f"best baseline {v['best_baseline']} ({_f(v['best_baseline_nll'])}{diff}); "
+            f"SW2/floor of the best family {_f(v['best_family_sw2_ratio'], 2)}; families not "
+            f"beating the full-covariance Gaussian: {', '.join(missing) or 'none'}")  # fmt: skip
 
 
 def main(
